@@ -1,0 +1,34 @@
+/**
+ * shared/log.ts: one line per event, prefixed with the model's name.
+ *
+ * By default a model logs what a reader should notice: its start, every error response and
+ * every connection it had to drop, each with the reason. `--verbose` adds the article's
+ * "客户端 OnLine / OffLine" lines and every request, which is fun to watch but slows a benchmark.
+ * Writes to a pipe or a file are synchronous on Linux, so no line is lost at exit.
+ */
+let prefix = 'server';
+let verboseEnabled = false;
+
+export function configureLog(modelName: string, verbose: boolean): void {
+  prefix = modelName;
+  verboseEnabled = verbose;
+}
+
+/** A line the reader should always see. */
+export function log(message: string): void {
+  process.stdout.write(`${prefix}: ${message}\n`);
+}
+
+/** A line only `--verbose` shows. */
+export function debug(message: string): void {
+  if (verboseEnabled) log(message);
+}
+
+export function isVerbose(): boolean {
+  return verboseEnabled;
+}
+
+/** The message of anything thrown, without a stack trace. */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,273 @@
+/**
+ * The behaviour every model must share, as one suite that each tests/0N-*.test.ts runs against
+ * its own file: exact bytes, 404 with Content-Length, keep-alive, pipelining, split requests,
+ * HEAD, big files, vanished and stalled clients, garbage, oversized heads, descriptor
+ * exhaustion, and a clean stop on Ctrl+C. Each model's own lesson tests go in `lessons`.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import fetch from 'node-fetch';
+import { $ } from 'zx';
+import { RawClient, CountingAgent, rawExchange } from './http-client.ts';
+import { makeServedRoot, type ServedRoot } from './served-root.ts';
+import { REPO_ROOT, isAlive, processTree, startModel, type RunningServer } from './server.ts';
+
+export interface SuiteContext {
+  server(): RunningServer;
+  site(): ServedRoot;
+}
+
+export interface ModelSuiteOptions {
+  /** Extra command-line flags for this model. */
+  args?: string[];
+  /** The model's own lesson tests; they run after the shared ones, before the stop test. */
+  lessons?: (context: SuiteContext) => void;
+}
+
+const WWW = path.join(REPO_ROOT, 'www');
+const GET = (target: string, extra = '') => `GET ${target} HTTP/1.1\r\nHost: test\r\n${extra}\r\n`;
+
+/** Open descriptors of a process, from /proc. */
+export function openFdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** CPU time (user + system) a process has used so far, in clock ticks. */
+export function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+export function describeModel(file: string, options: ModelSuiteOptions = {}): void {
+  describe(file, () => {
+    let server: RunningServer;
+    let site: ServedRoot;
+    const context: SuiteContext = { server: () => server, site: () => site };
+
+    before(async () => {
+      site = makeServedRoot();
+      server = await startModel(null, file, { args: ['--root', site.root, '--idle-timeout', '3', ...(options.args ?? [])] });
+    });
+    after(async () => {
+      await server?.stop().catch(() => undefined);
+      site?.remove();
+    });
+
+    test('GET / answers 200 with the exact bytes of www/index.html', async () => {
+      const response = await fetch(server.url);
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get('content-type'), 'text/html; charset=utf-8');
+      const body = Buffer.from(await response.arrayBuffer());
+      assert.deepEqual(body, readFileSync(path.join(WWW, 'index.html')));
+      assert.equal(response.headers.get('content-length'), String(body.length));
+    });
+
+    test('GET /hello.txt answers the exact bytes', async () => {
+      const response = await rawExchange(server.port, GET('/hello.txt'));
+      assert.equal(response.status, 200);
+      assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
+    });
+
+    test('a missing file is a 404 with Content-Length, and the connection stays open', async () => {
+      const client = await RawClient.connect(server.port);
+      try {
+        await client.send(GET('/no-such-page.html'));
+        const missing = await client.readResponse();
+        assert.equal(missing.status, 404);
+        assert.equal(Number(missing.headers['content-length']), missing.body.length);
+        assert.ok(missing.body.length > 0);
+        await client.send(GET('/hello.txt'));
+        assert.equal((await client.readResponse()).status, 200);
+      } finally {
+        client.close();
+      }
+    });
+
+    test('keep-alive: two fetches reuse one TCP connection', async () => {
+      const agent = new CountingAgent();
+      try {
+        for (const target of ['/', '/hello.txt']) {
+          const response = await fetch(new URL(target, server.url), { agent });
+          assert.equal(response.status, 200);
+          assert.equal(response.headers.get('connection'), 'keep-alive');
+          await response.arrayBuffer();
+        }
+        assert.equal(agent.connectionsOpened, 1);
+      } finally {
+        agent.destroy();
+      }
+    });
+
+    test('pipelining: three requests in one write get three answers, in order', async () => {
+      const client = await RawClient.connect(server.port);
+      try {
+        await client.send(GET('/hello.txt') + GET('/missing') + GET('/style.css'));
+        const statuses = [];
+        for (let i = 0; i < 3; i++) statuses.push((await client.readResponse()).status);
+        assert.deepEqual(statuses, [200, 404, 200]);
+      } finally {
+        client.close();
+      }
+    });
+
+    test('a request split across many small writes is assembled', async () => {
+      const client = await RawClient.connect(server.port);
+      try {
+        const request = GET('/hello.txt');
+        for (let i = 0; i < request.length; i += 7) {
+          await client.send(request.slice(i, i + 7));
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        const response = await client.readResponse();
+        assert.equal(response.status, 200);
+        assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
+      } finally {
+        client.close();
+      }
+    });
+
+    test('HEAD sends the same headers as GET and no body', async () => {
+      const client = await RawClient.connect(server.port);
+      try {
+        await client.send(`HEAD /hello.txt HTTP/1.1\r\nHost: test\r\n\r\n`);
+        const head = await client.readResponse({ forHead: true });
+        await client.send(GET('/hello.txt'));
+        const get = await client.readResponse();
+        assert.equal(head.status, 200);
+        assert.equal(head.headers['content-length'], get.headers['content-length']);
+        assert.equal(head.headers['etag'], get.headers['etag']);
+        assert.equal(client.pending.length, 0, 'HEAD must not send body bytes');
+      } finally {
+        client.close();
+      }
+    });
+
+    test('Connection: close is honoured: the server answers, then closes', async () => {
+      const client = await RawClient.connect(server.port);
+      try {
+        await client.send(GET('/hello.txt', 'Connection: close\r\n'));
+        const response = await client.readResponse();
+        assert.equal(response.headers['connection'], 'close');
+        assert.equal(await client.closedByServer(), true);
+      } finally {
+        client.close();
+      }
+    });
+
+    test('a large file arrives intact, byte for byte', async () => {
+      const response = await fetch(new URL(site.bigFile.urlPath, server.url));
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get('content-length'), String(site.bigFile.size));
+      const hash = createHash('sha256');
+      for await (const chunk of response.body!) hash.update(chunk as Buffer);
+      assert.equal(hash.digest('hex'), site.bigFile.sha256);
+    });
+
+    test('a stalled reader of a large file does not hold up anybody else', async () => {
+      const stalled = await RawClient.connect(server.port);
+      try {
+        stalled.socket.pause(); // read nothing: the server's send buffer fills up
+        await stalled.send(GET(site.bigFile.urlPath));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        for (let i = 0; i < 3; i++) assert.equal((await rawExchange(server.port, GET('/hello.txt'))).status, 200);
+      } finally {
+        stalled.close();
+      }
+    });
+
+    test('a client that vanishes mid-download does not hurt the server', async () => {
+      for (let i = 0; i < 3; i++) {
+        const client = await RawClient.connect(server.port);
+        await client.send(GET(site.bigFile.urlPath));
+        await new Promise((resolve) => client.socket.once('data', resolve));
+        client.socket.resetAndDestroy(); // an abortive close: the server sees ECONNRESET or EPIPE
+      }
+      assert.equal((await rawExchange(server.port, GET('/hello.txt'))).status, 200);
+    });
+
+    test('garbage bytes get a 400 and a closed connection; the server lives on', async () => {
+      const client = await RawClient.connect(server.port);
+      try {
+        await client.send(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x0d, 0x0a, 0x0d, 0x0a]));
+        const response = await client.readResponse();
+        assert.equal(response.status, 400);
+        assert.equal(Number(response.headers['content-length']), response.body.length);
+        assert.equal(await client.closedByServer(), true);
+      } finally {
+        client.close();
+      }
+      assert.equal((await rawExchange(server.port, GET('/hello.txt'))).status, 200);
+    });
+
+    test('a head larger than 8 KiB gets 431 and a closed connection', async () => {
+      const client = await RawClient.connect(server.port);
+      try {
+        await client.send(GET('/', `X-Padding: ${'a'.repeat(9000)}\r\n`));
+        assert.equal((await client.readResponse()).status, 431);
+        assert.equal(await client.closedByServer(), true);
+      } finally {
+        client.close();
+      }
+    });
+
+    test('a path that climbs out of the root is refused', async () => {
+      for (const target of ['/../package.json', '/%2e%2e/package.json', '/guide/..%2f..%2fpackage.json']) {
+        const response = await rawExchange(server.port, GET(target));
+        assert.ok([403, 404].includes(response.status), `${target} answered ${response.status}`);
+      }
+    });
+
+    test('an idle connection is closed after --idle-timeout, with a log line', async () => {
+      const client = await RawClient.connect(server.port);
+      try {
+        assert.equal(await client.closedByServer(10_000), true);
+      } finally {
+        client.close();
+      }
+      await server.waitForOutput(/idle/i, 5000);
+    });
+
+    test('out of descriptors (EMFILE): logged, no spinning, and serving resumes', async () => {
+      const pid = server.pid;
+      const limit = (await $`prlimit --pid ${pid} --nofile --noheadings --output SOFT,HARD`.quiet()).stdout.trim().split(/\s+/);
+      const clients: RawClient[] = [];
+      try {
+        // Let the process open nothing new: the next accept() fails with EMFILE.
+        const inUse = openFdCount(pid);
+        await $`prlimit --pid ${pid} --nofile=${inUse}:${limit[1]}`;
+        const ticksBefore = cpuTicks(pid);
+        for (let i = 0; i < 5; i++) {
+          const client = await RawClient.connect(server.port);
+          clients.push(client);
+          await client.send(GET('/hello.txt'));
+        }
+        await server.waitForOutput(/EMFILE/, 10_000);
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        const ticksSpent = cpuTicks(pid) - ticksBefore;
+        // A loop that retried accept() at once would burn both seconds (about 200 ticks).
+        assert.ok(ticksSpent < 100, `the server used ${ticksSpent} CPU ticks while out of descriptors`);
+        const emfileLines = server.output().split('\n').filter((line) => /EMFILE/.test(line)).length;
+        assert.ok(emfileLines < 30, `EMFILE was logged ${emfileLines} times`);
+      } finally {
+        await $`prlimit --pid ${pid} --nofile=${limit[0]}:${limit[1]}`;
+      }
+      // With descriptors back, the waiting clients are served.
+      for (const client of clients) {
+        assert.equal((await client.readResponse({ timeoutMs: 15_000 })).status, 200);
+        client.close();
+      }
+    });
+
+    options.lessons?.(context);
+
+    test('Ctrl+C (SIGINT to the process group) stops the model and everything it started', async () => {
+      const tree = processTree(server.pid);
+      await server.stop('SIGINT'); // throws if SIGKILL was needed
+      for (const pid of tree) assert.equal(isAlive(pid), false, `process ${pid} outlived the server`);
+    });
+  });
+}
