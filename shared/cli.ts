@@ -65,7 +65,8 @@ export function parseArguments(model: string, argv: string[], extraFlags: ExtraF
     });
   } catch (error) {
     // parseArgs explains itself well ("Unknown option '--prot'"); keep its first sentence.
-    throw new UsageError((error as Error).message.split('. ')[0]!.replace(/\.$/, ''));
+    const firstSentence = (error as Error).message.split('\n')[0]!.split('. ')[0]!;
+    throw new UsageError(firstSentence.replace(/\.$/, ''));
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
   if (values.help) return 'help';

@@ -23,18 +23,11 @@
  *  - Sends use MSG_NOSIGNAL: writing to a peer that has gone away is an EPIPE error to
  *    handle, not a SIGPIPE that would kill the server.
  */
+// First, before koffi is evaluated: on another system, stop with one clear sentence.
+import './linux-only.ts';
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
 import { isIPv4, isIPv6 } from 'node:net';
-
-if (process.platform !== 'linux') {
-  // One clear sentence instead of a stack trace: these numbered files are Linux lessons.
-  process.stderr.write(
-    `This model calls Linux system calls (socket, select, epoll) through koffi, so it runs only on Linux ` +
-      `(this is ${process.platform}); 03-coroutine.ts runs anywhere Node does.\n`,
-  );
-  process.exit(1);
-}
 
 const libc = koffi.load('libc.so.6');
 
