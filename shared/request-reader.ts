@@ -1,0 +1,553 @@
+// Incremental HTTP/1.1 request framing (RFC 9112).
+//
+// TCP delivers a byte stream, not messages: one recv() may hold half a request,
+// or three pipelined requests and the start of a fourth. RequestReader turns
+// that stream back into requests. Every server model feeds it whatever bytes
+// arrived (push) and then drains complete requests (next) until it answers
+// null, meaning "wait for more bytes".
+//
+// What it checks is the message *syntax* and *framing*: where a request ends,
+// whether the head is well formed, whether a body follows. What a request
+// *means* (which file, which method is allowed) is handle-request.ts's job,
+// which is why an unknown method such as POST comes out of here as an ordinary
+// request and only gets its 405 later.
+//
+// A framing error leaves the byte stream in an unknown state (where would the
+// next request start?), so after a RequestError the reader is finished and the
+// connection must be closed once the error response is sent.
+
+export interface HttpRequest {
+  kind: 'request';
+  /** e.g. "GET"; case-sensitive, exactly as sent (RFC 9110 §9.1). */
+  method: string;
+  /** request-target as sent, e.g. "/a%20b.html?x=1" or "http://host/path". */
+  target: string;
+  version: '1.0' | '1.1';
+  /** Lower-cased field names; repeated fields joined with ", " (RFC 9110 §5.3). */
+  headers: Map<string, string>;
+  /** 1.1: unless Connection has token "close"; 1.0: only with token "keep-alive". */
+  keepAlive: boolean;
+}
+
+export interface RequestError {
+  kind: 'error';
+  /** 400, 411, 413, 414, 431, 501, 505 ... */
+  status: number;
+  /** Short human reason, used in the response body and in one log line. */
+  reason: string;
+}
+
+export type ParsedRequest = HttpRequest | RequestError;
+
+/** Request line + header lines, including the empty line that ends them. */
+export const MAX_HEAD_BYTES = 8192;
+/** Longest request-target we are willing to parse (RFC 9112 §3: answer 414). */
+export const MAX_TARGET_LENGTH = 4096;
+/** Largest request body we read (and throw away): 1 MiB. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+const LF = 0x0a;
+const CR = 0x0d;
+const EMPTY = Buffer.alloc(0);
+
+// Storage that grew this large for one odd request is dropped once it is
+// empty again, so that an idle keep-alive connection stays cheap.
+const STORAGE_KEEP_LIMIT = 64 * 1024;
+const STORAGE_MIN_SIZE = 4 * 1024;
+
+export class RequestReader {
+  // The unparsed bytes are data[start .. data.length). `data` is either the
+  // caller's own chunk (borrowed: no copy at all in the common case where a
+  // recv() holds whole requests) or a view on our private `storage`.
+  private data: Buffer = EMPTY;
+  private start = 0;
+  private borrowed = false;
+  private storage: Buffer | null = null;
+
+  // How many bytes after `start` are already known to hold no end of head.
+  // Without it, a head arriving byte by byte would be rescanned from its
+  // beginning on every push: quadratic work for the slowest clients.
+  private scanned = 0;
+
+  // A request whose head is parsed but whose body is still arriving. We only
+  // hand a request out once its body has been read in full, so that the
+  // response (which may close the connection) never races the client's upload.
+  private waitingRequest: HttpRequest | null = null;
+  private bodyBytesToSkip = 0;
+
+  private finished = false;
+
+  /** Bytes received but not yet returned as part of a request. */
+  get bufferedBytes(): number {
+    return this.data.length - this.start;
+  }
+
+  /**
+   * Bytes just received. The reader may keep a reference to `chunk` only until
+   * the next() loop that follows returns null; then it copies what is left, so
+   * the caller may reuse the chunk's memory for its next recv().
+   */
+  push(chunk: Buffer): void {
+    if (this.finished || chunk.length === 0) return;
+    const held = this.data.length - this.start;
+    if (held === 0) {
+      // The common case: nothing left over, so just look at the caller's bytes.
+      this.data = chunk;
+      this.start = 0;
+      this.scanned = 0;
+      this.borrowed = true;
+      return;
+    }
+    this.copyIntoStorage(chunk);
+  }
+
+  /**
+   * The next complete request, in arrival order; or a RequestError (after which
+   * every call returns null); or null when more bytes are needed.
+   */
+  next(): ParsedRequest | null {
+    if (this.finished) return null;
+
+    if (this.waitingRequest !== null) {
+      const request = this.skipBody();
+      if (request === null) return this.pause();
+      return request;
+    }
+
+    if (!this.skipLeadingEmptyLines()) return this.fail(400, 'bare CR in request');
+    if (this.start === this.data.length) return this.pause();
+
+    const headEnd = this.findHeadEnd();
+    if (headEnd === -1) {
+      if (this.data.length - this.start > MAX_HEAD_BYTES) return this.failTooLarge();
+      return this.pause();
+    }
+    if (headEnd - this.start > MAX_HEAD_BYTES) return this.failTooLarge();
+
+    // Decode the whole head once. latin1 maps every byte to one character, so
+    // string indexes equal byte offsets and obs-text (bytes >= 0x80) survives.
+    const head = this.data.toString('latin1', this.start, headEnd);
+    this.start = headEnd;
+    this.scanned = 0;
+
+    const parsed = parseHead(head);
+    if (parsed.kind === 'error') return this.fail(parsed.status, parsed.reason);
+
+    const bodyLength = bodyLengthOf(parsed.headers);
+    if (typeof bodyLength !== 'number') return this.fail(bodyLength.status, bodyLength.reason);
+    if (bodyLength === 0) return parsed;
+
+    // A body must be consumed even though we ignore it (even on GET):
+    // otherwise its bytes would be taken for the next request (RFC 9112 §6.3).
+    this.waitingRequest = parsed;
+    this.bodyBytesToSkip = bodyLength;
+    const request = this.skipBody();
+    return request === null ? this.pause() : request;
+  }
+
+  // -- framing --------------------------------------------------------------
+
+  // RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF)
+  // received before the request line; some old clients send an extra CRLF
+  // after a POST body. Returns false on a bare CR.
+  private skipLeadingEmptyLines(): boolean {
+    const data = this.data;
+    let position = this.start;
+    while (position < data.length) {
+      const byte = data[position];
+      if (byte === LF) {
+        position += 1;
+      } else if (byte === CR) {
+        if (position + 1 === data.length) break; // the LF may still come
+        if (data[position + 1] !== LF) return false;
+        position += 2;
+      } else {
+        break;
+      }
+    }
+    if (position !== this.start) {
+      this.start = position;
+      this.scanned = 0;
+    }
+    return true;
+  }
+
+  // The head ends with an empty line. Lines end with CRLF, or with a bare LF,
+  // which RFC 9112 §2.2 allows a recipient to accept; so the end is an LF
+  // followed by either LF or CR LF. We jump from LF to LF with the native
+  // Buffer#indexOf rather than looking at every byte in JavaScript.
+  // Returns the offset just after the empty line, or -1 if it has not arrived.
+  private findHeadEnd(): number {
+    const data = this.data;
+    const start = this.start;
+    // No need to look further than one byte past the limit: the caller turns
+    // "not found yet, and more than MAX_HEAD_BYTES waiting" into an error.
+    const searchLimit = start + MAX_HEAD_BYTES + 1;
+    let lineFeed = data.indexOf(LF, start + this.scanned);
+    while (lineFeed !== -1 && lineFeed < searchLimit) {
+      const after = lineFeed + 1;
+      if (after === data.length) break; // cannot tell yet: rescan this LF later
+      if (data[after] === LF) return after + 1;
+      if (data[after] === CR) {
+        if (after + 1 === data.length) break;
+        if (data[after + 1] === LF) return after + 2;
+        // A bare CR; parseHead rejects it once the head is complete.
+      }
+      lineFeed = data.indexOf(LF, after);
+    }
+    this.scanned = (lineFeed === -1 ? data.length : lineFeed) - start;
+    return -1;
+  }
+
+  // The head outgrew MAX_HEAD_BYTES. If not even the request line ended within
+  // the limit, the URI is the likely culprit (414, RFC 9110 §15.5.15);
+  // otherwise the header fields are (431, RFC 6585 §5).
+  private failTooLarge(): RequestError {
+    const firstLineFeed = this.data.indexOf(LF, this.start);
+    if (firstLineFeed === -1 || firstLineFeed - this.start >= MAX_HEAD_BYTES) {
+      return this.fail(414, 'request line too long');
+    }
+    return this.fail(431, 'request header fields too large');
+  }
+
+  // Throw away body bytes as they arrive; we never keep a body in memory.
+  // Returns the waiting request once its body is complete.
+  private skipBody(): HttpRequest | null {
+    const available = this.data.length - this.start;
+    const skip = Math.min(available, this.bodyBytesToSkip);
+    this.start += skip;
+    this.bodyBytesToSkip -= skip;
+    if (this.bodyBytesToSkip > 0) return null;
+    const request = this.waitingRequest;
+    this.waitingRequest = null;
+    return request;
+  }
+
+  private fail(status: number, reason: string): RequestError {
+    this.finished = true;
+    this.data = EMPTY;
+    this.start = 0;
+    this.storage = null;
+    this.waitingRequest = null;
+    return { kind: 'error', status, reason };
+  }
+
+  // -- buffer management ----------------------------------------------------
+
+  // next() is about to return null: the caller may now reuse the memory of the
+  // chunk it pushed, so copy whatever we still need out of it.
+  private pause(): null {
+    const held = this.data.length - this.start;
+    if (held === 0) {
+      this.data = EMPTY;
+      this.start = 0;
+      this.borrowed = false;
+      if (this.storage !== null && this.storage.length > STORAGE_KEEP_LIMIT) this.storage = null;
+    } else if (this.borrowed) {
+      this.copyIntoStorage(EMPTY);
+    }
+    return null;
+  }
+
+  // Make data = (what is held) + extra, in our own storage.
+  private copyIntoStorage(extra: Buffer): void {
+    const held = this.data.length - this.start;
+    const needed = held + extra.length;
+    const storageIsData = !this.borrowed && this.storage !== null;
+
+    if (storageIsData && this.start === 0 && this.storage!.length >= needed) {
+      // Already at the front of our storage and it has room: just append.
+      extra.copy(this.storage!, held);
+    } else {
+      let storage = this.storage;
+      if (storage === null || storage.length < needed) {
+        storage = Buffer.allocUnsafe(Math.max(needed, STORAGE_MIN_SIZE, 2 * (storage?.length ?? 0)));
+      }
+      // Buffer#copy copes with overlap when moving within one buffer.
+      this.data.copy(storage, 0, this.start);
+      extra.copy(storage, held);
+      this.storage = storage;
+    }
+    this.data = this.storage!.subarray(0, needed);
+    this.start = 0;
+    this.borrowed = false;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing a complete head. These are pure functions of a string.
+
+// Control characters may appear nowhere in a head except HTAB (inside field
+// values) and CR directly before LF. NUL and DEL are never valid. A bare CR
+// is dangerous: some parsers take it for a line end and others do not, which
+// is a way to smuggle requests (RFC 9112 §2.2 lets us reject it).
+// Written as "anything outside the allowed set" plus a CR scan: one simple
+// character class is several times faster than a pattern with a lookahead.
+const NOT_ALLOWED_IN_HEAD = /[^\t\n\r\x20-\x7e\x80-\xff]/;
+
+function hasForbiddenCharacter(head: string): boolean {
+  if (NOT_ALLOWED_IN_HEAD.test(head)) return true;
+  for (let cr = head.indexOf('\r'); cr !== -1; cr = head.indexOf('\r', cr + 2)) {
+    if (head.charCodeAt(cr + 1) !== 0x0a) return true;
+  }
+  return false;
+}
+
+// token = 1*tchar; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
+// / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA   (RFC 9110 §5.6.2)
+const IS_TCHAR = new Uint8Array(128);
+for (const character of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  IS_TCHAR[character.charCodeAt(0)] = 1;
+}
+
+function isToken(text: string): boolean {
+  if (text.length === 0) return false;
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code >= 128 || IS_TCHAR[code] === 0) return false;
+  }
+  return true;
+}
+
+function requestError(status: number, reason: string): RequestError {
+  return { kind: 'error', status, reason };
+}
+
+/** Parse a complete head (request line + field lines + empty line). */
+export function parseHead(head: string): ParsedRequest {
+  if (hasForbiddenCharacter(head)) return requestError(400, 'control character in request head');
+
+  let lineEnd = head.indexOf('\n');
+  const requestLine = parseRequestLine(withoutCR(head, 0, lineEnd));
+  if (requestLine.kind === 'error') return requestLine;
+
+  const headers = new Map<string, string>();
+  let hostLines = 0;
+  // Field lines are read in place, by index into `head`: slicing out each
+  // line first would allocate a string per line for nothing.
+  for (;;) {
+    const lineStart = lineEnd + 1;
+    lineEnd = head.indexOf('\n', lineStart);
+    const contentEnd = head.charCodeAt(lineEnd - 1) === 0x0d ? lineEnd - 1 : lineEnd;
+    if (contentEnd <= lineStart) break; // the empty line that ends the head
+
+    const first = head.charCodeAt(lineStart);
+    // obs-fold: a line starting with whitespace continues the previous field.
+    // RFC 9112 §5.2 lets a server reject it with 400, which is the safe choice.
+    if (first === 0x20 || first === 0x09) return requestError(400, 'obsolete line folding in header');
+
+    const colon = head.indexOf(':', lineStart);
+    if (colon === -1 || colon >= contentEnd) return requestError(400, 'header line without colon');
+    const nameProblem = checkFieldName(head, lineStart, colon);
+    if (nameProblem !== null) return requestError(400, nameProblem);
+
+    const fieldName = head.slice(lineStart, colon).toLowerCase();
+    const value = trimOWS(head, colon + 1, contentEnd);
+    const earlier = headers.get(fieldName);
+    headers.set(fieldName, earlier === undefined ? value : `${earlier}, ${value}`);
+    if (fieldName === 'host') hostLines += 1;
+  }
+
+  // RFC 9112 §3.2: a 1.1 request needs exactly one Host; no request may have two.
+  if (hostLines > 1) return requestError(400, 'more than one Host header');
+  if (requestLine.version === '1.1' && hostLines === 0) return requestError(400, 'missing Host header');
+  if (hostLines === 1 && !isValidHost(headers.get('host')!)) return requestError(400, 'invalid Host header');
+
+  const connection = headers.get('connection');
+  const keepAlive = requestLine.version === '1.1'
+    ? connection === undefined || !hasToken(connection, 'close')
+    : connection !== undefined && hasToken(connection, 'keep-alive');
+
+  return {
+    kind: 'request',
+    method: requestLine.method,
+    target: requestLine.target,
+    version: requestLine.version,
+    headers,
+    keepAlive,
+  };
+}
+
+interface RequestLine {
+  kind: 'line';
+  method: string;
+  target: string;
+  version: '1.0' | '1.1';
+}
+
+// request-line = method SP request-target SP HTTP-version   (RFC 9112 §3)
+// Exactly one space between the three parts: being strict here is allowed and
+// keeps us from guessing where a malformed target ends.
+function parseRequestLine(line: string): RequestLine | RequestError {
+  const firstSpace = line.indexOf(' ');
+  const secondSpace = line.indexOf(' ', firstSpace + 1);
+  if (firstSpace <= 0 || secondSpace === -1 || line.indexOf(' ', secondSpace + 1) !== -1) {
+    return requestError(400, 'malformed request line');
+  }
+  const method = line.slice(0, firstSpace);
+  const target = line.slice(firstSpace + 1, secondSpace);
+  const versionText = line.slice(secondSpace + 1);
+
+  if (!isToken(method)) return requestError(400, 'invalid method');
+
+  const version = parseVersion(versionText);
+  if (typeof version !== 'string') return version;
+
+  if (target.length > MAX_TARGET_LENGTH) return requestError(414, 'request-target too long');
+  const targetProblem = checkTarget(target);
+  if (targetProblem !== null) return requestError(400, targetProblem);
+
+  return { kind: 'line', method, target, version };
+}
+
+const VERSION_PATTERN = /^HTTP\/(\d)\.(\d)$/;
+
+// HTTP-version = "HTTP/" DIGIT "." DIGIT   (RFC 9112 §2.3)
+function parseVersion(text: string): '1.0' | '1.1' | RequestError {
+  if (text === 'HTTP/1.1') return '1.1';
+  if (text === 'HTTP/1.0') return '1.0';
+  const match = VERSION_PATTERN.exec(text);
+  if (match === null) return requestError(400, 'malformed HTTP version');
+  // A later 1.x minor version is compatible by design (RFC 9110 §2.5): we
+  // answer it as the highest 1.x we implement.
+  if (match[1] === '1') return '1.1';
+  return requestError(505, `HTTP/${match[1]}.${match[2]} not supported`);
+}
+
+/**
+ * Returns null if the request-target is acceptable, or the reason it is not.
+ * We take origin-form ("/path?query") and absolute-form ("http://host/path",
+ * which RFC 9112 §3.2.2 obliges servers to accept). authority-form is for
+ * CONNECT and asterisk-form for OPTIONS *, neither of which a file server does.
+ */
+function checkTarget(target: string): string | null {
+  for (let index = 0; index < target.length; index++) {
+    const code = target.charCodeAt(index);
+    // Only visible ASCII may appear in a URI; everything else arrives
+    // percent-encoded (RFC 3986 §2).
+    if (code < 0x21 || code > 0x7e) return 'invalid character in request-target';
+  }
+  if (target.charCodeAt(0) === 0x2f /* / */) return null;
+  if (ABSOLUTE_FORM.test(target)) return null;
+  return 'unsupported request-target form';
+}
+
+// scheme "://" authority, then nothing or a path/query/fragment.
+const ABSOLUTE_FORM = /^https?:\/\/[^/?#]+(?:[/?#]|$)/i;
+
+/**
+ * The origin-form ("/path?query") of an accepted request-target: unchanged for
+ * origin-form, the part after the authority for absolute-form.
+ */
+export function originFormOf(target: string): string {
+  if (target.charCodeAt(0) === 0x2f) return target;
+  const afterScheme = target.indexOf('://') + 3;
+  const pathStart = target.slice(afterScheme).search(/[/?#]/);
+  if (pathStart === -1) return '/';
+  const rest = target.slice(afterScheme + pathStart);
+  return rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
+}
+
+// Host = uri-host [ ":" port ]   (RFC 9110 §7.2). We only make sure it holds
+// nothing that cannot be part of a host name or IP literal (no spaces, "/",
+// "@", ...); an empty Host is valid for a target without authority.
+const IS_HOST_CHARACTER = new Uint8Array(128);
+for (const character of "-._~%!$&'()*+,;=:[]0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  IS_HOST_CHARACTER[character.charCodeAt(0)] = 1;
+}
+
+function isValidHost(host: string): boolean {
+  for (let index = 0; index < host.length; index++) {
+    const code = host.charCodeAt(index);
+    if (code >= 128 || IS_HOST_CHARACTER[code] === 0) return false;
+  }
+  return true;
+}
+
+// The slice [from, to) without a trailing CR.
+function withoutCR(text: string, from: number, to: number): string {
+  if (to > from && text.charCodeAt(to - 1) === 0x0d) to -= 1;
+  return text.slice(from, to);
+}
+
+// field-name = token (RFC 9110 §5.1), checked in place in text[from, to).
+function checkFieldName(text: string, from: number, to: number): string | null {
+  if (from === to) return 'header line without name';
+  for (let index = from; index < to; index++) {
+    const code = text.charCodeAt(index);
+    if (code < 128 && IS_TCHAR[code] === 1) continue;
+    // RFC 9112 §5.1: whitespace between name and colon MUST be rejected with
+    // 400; it has been used to smuggle requests past lenient proxies.
+    if ((code === 0x20 || code === 0x09) && text.slice(index, to).trim() === '') return 'whitespace before colon in header';
+    return 'invalid header name';
+  }
+  return null;
+}
+
+// Strip optional whitespace (SP / HTAB, RFC 9110 §5.6.3) around a field value
+// in line[from, to). String#trim would also eat U+00A0, which here is an
+// obs-text byte (0xA0), not whitespace.
+function trimOWS(line: string, from: number, to: number = line.length): string {
+  while (from < to && isOWS(line.charCodeAt(from))) from++;
+  while (to > from && isOWS(line.charCodeAt(to - 1))) to--;
+  return line.slice(from, to);
+}
+
+function isOWS(code: number): boolean {
+  return code === 0x20 || code === 0x09;
+}
+
+/** Whether a comma-separated field value (e.g. Connection) holds `token`, case-insensitively. */
+export function hasToken(value: string, token: string): boolean {
+  // Usually there is just one token ("keep-alive", "close"): no split needed.
+  if (!value.includes(',')) return trimOWS(value, 0).toLowerCase() === token;
+  for (const item of value.split(',')) {
+    if (trimOWS(item, 0).toLowerCase() === token) return true;
+  }
+  return false;
+}
+
+const DIGITS_ONLY = /^\d+$/;
+
+/**
+ * How many body bytes follow the head (RFC 9112 §6.3), or the error that ends
+ * the connection. Requests without Content-Length or Transfer-Encoding have no
+ * body.
+ */
+function bodyLengthOf(headers: Map<string, string>): number | RequestError {
+  const transferEncoding = headers.get('transfer-encoding');
+  const contentLength = headers.get('content-length');
+
+  if (transferEncoding !== undefined) {
+    // Both at once is the classic request-smuggling setup (RFC 9112 §6.1).
+    if (contentLength !== undefined) return requestError(400, 'both Transfer-Encoding and Content-Length');
+    const codings = transferEncoding.split(',').map((coding) => trimOWS(coding, 0).toLowerCase());
+    if (codings[codings.length - 1] === 'chunked') {
+      // We could decode chunked bodies, but a file server never needs a body,
+      // so we ask for a plain Content-Length instead (RFC 9110 §15.5.12).
+      return requestError(411, 'chunked request bodies not supported');
+    }
+    // chunked must be the final coding of a request (RFC 9112 §6.3).
+    if (codings.includes('chunked')) return requestError(400, 'chunked is not the final transfer coding');
+    return requestError(501, 'unsupported transfer coding');
+  }
+
+  if (contentLength === undefined) return 0;
+  // Repeated lines were joined with ", ". Identical copies are harmless (a
+  // recipient may accept them, RFC 9110 §8.6); different ones are an attack or
+  // a bug, and we cannot know which is right.
+  let text = contentLength;
+  if (!DIGITS_ONLY.test(text)) {
+    const values = text.split(',').map((value) => trimOWS(value, 0));
+    if (!values.every((value) => DIGITS_ONLY.test(value))) return requestError(400, 'invalid Content-Length');
+    if (!values.every((value) => value === values[0])) return requestError(400, 'conflicting Content-Length values');
+    text = values[0]!;
+  }
+  // Compare as text first, so that a 40-digit number never becomes an
+  // imprecise float.
+  const withoutLeadingZeros = text.replace(/^0+(?=\d)/, '');
+  if (withoutLeadingZeros.length > 10 || Number(withoutLeadingZeros) > MAX_BODY_BYTES) {
+    return requestError(413, 'request body too large');
+  }
+  return Number(withoutLeadingZeros);
+}
