@@ -56,6 +56,7 @@ const STATUS_TEXT: Record<number, string> = {
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   501: 'Not Implemented',
+  503: 'Service Unavailable',
   505: 'HTTP Version Not Supported',
 };
 
@@ -160,6 +161,16 @@ function errorResponse(status: number, reason: string, options: ErrorOptions): H
     close: options.close,
     reason,
   };
+}
+
+/**
+ * 503 (RFC 9110 §15.6.4) for a connection the server cannot take on right now (no process or
+ * thread could be started for it, or select() cannot watch its descriptor). It is not an
+ * answer to any request, so the model sends it as soon as it accepts, then closes.
+ * Retry-After tells a client it may simply try again.
+ */
+export function serviceUnavailable(reason: string): HttpResponse {
+  return errorResponse(503, reason, { close: true, withBody: true, detailInBody: true, extraFields: 'Retry-After: 1\r\n' });
 }
 
 // 301 (RFC 9110 §15.4.2) with the directory's URL; the query goes along.

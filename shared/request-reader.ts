@@ -84,8 +84,9 @@ export class RequestReader {
 
   /**
    * Bytes just received. The reader may keep a reference to `chunk` only until
-   * the next() loop that follows returns null; then it copies what is left, so
-   * the caller may reuse the chunk's memory for its next recv().
+   * the next() loop that follows returns null (or detach() is called); then it
+   * copies what is left, so the caller may reuse the chunk's memory for its
+   * next recv().
    */
   push(chunk: Buffer): void {
     if (this.finished || chunk.length === 0) return;
@@ -143,6 +144,15 @@ export class RequestReader {
     this.bodyBytesToSkip = bodyLength;
     const request = this.skipBody();
     return request === null ? this.pause() : request;
+  }
+
+  /**
+   * Stop borrowing the caller's chunk now: copy whatever is still unparsed into the reader's
+   * own storage. A caller that stops calling next() before it returns null (to stop answering
+   * a client that is not reading its responses) calls this before reusing its receive buffer.
+   */
+  detach(): void {
+    if (this.borrowed && this.data.length - this.start > 0) this.copyIntoStorage(EMPTY);
   }
 
   // -- framing --------------------------------------------------------------

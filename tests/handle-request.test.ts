@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import { handleRequest, ifNoneMatchMatches, isNotModified } from '../shared/handle-request.ts';
+import { handleRequest, ifNoneMatchMatches, isNotModified, serviceUnavailable } from '../shared/handle-request.ts';
 import type { HttpResponse } from '../shared/handle-request.ts';
 import { currentHttpDate, formatHttpDate, parseHttpDate } from '../shared/http-date.ts';
 import { Outbox } from '../shared/outbox.ts';
@@ -479,4 +479,18 @@ test('prepared responses are rebuilt when the Date second changes', (t) => {
   assert.notEqual(later, first);
   assert.equal(splitResponse(later.bytes).headers.get('date'), 'Tue, 01 Jan 2030 12:00:01 GMT');
   assert.equal(splitResponse(first.bytes).headers.get('date'), 'Tue, 01 Jan 2030 12:00:00 GMT', 'old buffers are never modified');
+});
+
+test('serviceUnavailable: a complete 503 that closes, with Retry-After and the reason', () => {
+  const response = serviceUnavailable('too many connections for select()');
+  assert.equal(response.status, 503);
+  assert.equal(response.close, true);
+  assert.equal(response.file, null);
+  const text = response.bytes.toString('latin1');
+  const [headText = '', body = ''] = text.split('\r\n\r\n');
+  assert.match(headText, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+  assert.match(headText, /\r\nRetry-After: 1\r\n/);
+  assert.match(headText, /\r\nConnection: close(\r\n|$)/);
+  assert.match(headText, new RegExp(`\\r\\nContent-Length: ${Buffer.byteLength(body)}(\\r\\n|$)`));
+  assert.equal(body, '503 Service Unavailable: too many connections for select()\n');
 });

@@ -432,3 +432,21 @@ test('every framing error finishes the reader, even with more requests queued', 
     assert.equal(results[0]!.kind, 'error');
   }
 });
+
+// ---------------------------------------------------------------------------
+// Borrowed bytes
+
+test('detach() copies what the reader still holds, so the caller may reuse its buffer', () => {
+  const reader = new RequestReader();
+  const receiveBuffer = Buffer.from(get('/a') + get('/b'));
+  reader.push(receiveBuffer);
+  const first = reader.next();
+  assert.equal(first?.kind === 'request' && first.target, '/a');
+  reader.detach(); // we stop before next() returned null: /b is still borrowed
+  receiveBuffer.fill(0x58); // the next recv() overwrites the buffer
+  const second = reader.next();
+  assert.equal(second?.kind === 'request' && second.target, '/b');
+  assert.equal(reader.next(), null);
+  reader.detach(); // nothing held: nothing to do
+  assert.equal(reader.bufferedBytes, 0);
+});

@@ -1,0 +1,87 @@
+/**
+ * 05-select.ts: the shared suite, plus the lesson of 「select高并发」: select() cannot watch a
+ * descriptor of 1024 or more (FD_SETSIZE). Where the article's Python dies, the model answers
+ * such a connection with a 503, closes it, says why in one log line, and keeps serving the rest.
+ * Also: a half-sent request holds up nobody.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describeModel, openFdCount } from './helpers/model-suite.ts';
+import { RawClient, rawExchange } from './helpers/http-client.ts';
+import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
+
+const GET = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\n\r\n`;
+const WWW = path.join(REPO_ROOT, 'www');
+
+/** Open `count` connections, `batch` at a time, and send nothing on them. */
+async function openIdleConnections(port: number, count: number, batch = 100): Promise<RawClient[]> {
+  const clients: RawClient[] = [];
+  while (clients.length < count) {
+    const size = Math.min(batch, count - clients.length);
+    clients.push(...(await Promise.all(Array.from({ length: size }, () => RawClient.connect(port)))));
+  }
+  return clients;
+}
+
+describeModel('05-select.ts', {
+  lessons({ server, site }) {
+    test('a half-sent request holds up nobody, and is answered once it is complete', async () => {
+      const { port } = server();
+      const slow = await RawClient.connect(port);
+      try {
+        await slow.send('GET /hello.txt HTTP/1.1\r\nHo'); // and then nothing, for now
+        for (let i = 0; i < 3; i++) assert.equal((await rawExchange(port, GET('/'))).status, 200);
+        await slow.send('st: test\r\n\r\n');
+        const response = await slow.readResponse();
+        assert.equal(response.status, 200);
+        assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
+      } finally {
+        slow.close();
+      }
+    });
+
+    test('past FD_SETSIZE (1024) a connection gets a 503 and is closed; the others are still served', async (t) => {
+      // A server of its own, with an idle timeout long enough to hold the crowd through the test.
+      const model = await startModel(t, '05-select.ts', { args: ['--root', site().root, '--idle-timeout', '120'] });
+      const before = openFdCount(model.pid);
+      const crowd = await openIdleConnections(model.port, 1100);
+      try {
+        // Every connection is either held (its descriptor fits in an fd_set) or turned away.
+        const turnedAway = () => crowd.filter((client) => client.pending.length > 0);
+        const settled = () => openFdCount(model.pid) - before + turnedAway().length >= 1100;
+        assert.ok(await waitUntil(settled, 15_000), 'the server took or refused every connection');
+
+        const refused = turnedAway();
+        assert.ok(refused.length > 0, 'some connections got descriptors of 1024 or more');
+        assert.ok(refused.length < 1100 - 900, `${refused.length} refused: only those past the limit should be`);
+        for (const client of refused) {
+          const response = await client.readResponse();
+          assert.equal(response.status, 503);
+          assert.equal(response.headers['connection'], 'close');
+          assert.equal(Number(response.headers['content-length']), response.body.length);
+          assert.equal(await client.closedByServer(), true, 'a refused connection is closed');
+        }
+        assert.ok(openFdCount(model.pid) < 1024 + 5, 'no descriptor past the limit is kept');
+        await model.waitForOutput(/503.*FD_SETSIZE = 1024/, 5000);
+
+        // The connections that fit are served normally, the first ones as well as the last.
+        const held = crowd.filter((client) => !refused.includes(client));
+        for (const client of [held[0]!, held[held.length - 1]!]) {
+          await client.send(GET('/'));
+          const response = await client.readResponse();
+          assert.equal(response.status, 200);
+          assert.deepEqual(response.body, readFileSync(path.join(WWW, 'index.html')));
+        }
+      } finally {
+        for (const client of crowd) client.close();
+      }
+      // Once the crowd is gone, a newcomer fits again.
+      assert.ok(await waitUntil(() => openFdCount(model.pid) <= before + 5, 15_000), 'the crowd\'s descriptors are released');
+      const response = await rawExchange(model.port, GET('/hello.txt'));
+      assert.equal(response.status, 200);
+      assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
+    });
+  },
+});

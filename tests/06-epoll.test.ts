@@ -1,0 +1,178 @@
+/**
+ * 06-epoll.ts: the shared suite, plus the lessons of 「epoll高并发」: thousands of idle
+ * connections cost nothing while others are served (the descriptors are really held, and
+ * released when the clients leave); the interest list lives in the kernel, where
+ * /proc/PID/fdinfo shows it, with EPOLLOUT asked for only while output waits; and a file that
+ * shrinks under sendfile() ends only that download. Also: a half-sent request holds up nobody.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, readlinkSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describeModel, openFdCount } from './helpers/model-suite.ts';
+import { RawClient, rawExchange } from './helpers/http-client.ts';
+import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
+
+const GET = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\n\r\n`;
+const WWW = path.join(REPO_ROOT, 'www');
+const EPOLLIN = 0x1;
+const EPOLLOUT = 0x4;
+
+/** Open `count` connections, `batch` at a time, and send nothing on them. */
+async function openIdleConnections(port: number, count: number, batch = 100): Promise<RawClient[]> {
+  const clients: RawClient[] = [];
+  while (clients.length < count) {
+    const size = Math.min(batch, count - clients.length);
+    clients.push(...(await Promise.all(Array.from({ length: size }, () => RawClient.connect(port)))));
+  }
+  return clients;
+}
+
+/**
+ * The descriptor number that process `pid` uses for one TCP socket, found through its inode in
+ * /proc/net/tcp: the listening socket on `port` (no `remotePort`), or the server's end of the
+ * connection from `remotePort`.
+ */
+function socketFd(pid: number, port: number, remotePort?: number): number {
+  const hexPort = (value: number) => `:${value.toString(16).toUpperCase().padStart(4, '0')}`;
+  const line = readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .map((text) => text.trim().split(/\s+/))
+    .find((fields) =>
+      fields[1]?.endsWith(hexPort(port)) &&
+      (remotePort === undefined ? fields[3] === '0A' /* LISTEN */ : fields[2]?.endsWith(hexPort(remotePort))),
+    );
+  assert.ok(line, `no socket for port ${port} / ${remotePort} in /proc/net/tcp`);
+  for (const entry of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${entry}`) === `socket:[${line[9]}]`) return Number(entry);
+    } catch {
+      // closed while we looked
+    }
+  }
+  throw new Error(`process ${pid} holds no such socket`);
+}
+
+/**
+ * The model's epoll interest list, as the kernel shows it in /proc/PID/fdinfo/EPFD: one
+ * `tfd: N events: HEX` line per watched descriptor. Node runs epoll instances of its own; ours
+ * is the one that watches the listening socket.
+ */
+function interestList(pid: number, port: number): Map<number, number> {
+  const listener = socketFd(pid, port);
+  for (const entry of readdirSync(`/proc/${pid}/fd`)) {
+    let info: string;
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${entry}`) !== 'anon_inode:[eventpoll]') continue;
+      info = readFileSync(`/proc/${pid}/fdinfo/${entry}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const watched = new Map<number, number>();
+    for (const match of info.matchAll(/^tfd:\s+(\d+)\s+events:\s+([0-9a-f]+)/gm)) {
+      watched.set(Number(match[1]), parseInt(match[2]!, 16));
+    }
+    if (watched.has(listener)) return watched;
+  }
+  throw new Error(`no epoll instance of process ${pid} watches the listener`);
+}
+
+describeModel('06-epoll.ts', {
+  lessons({ server, site }) {
+    test('a half-sent request holds up nobody, and is answered once it is complete', async () => {
+      const { port } = server();
+      const slow = await RawClient.connect(port);
+      try {
+        await slow.send('GET /hello.txt HTTP/1.1\r\nHo'); // and then nothing, for now
+        for (let i = 0; i < 3; i++) assert.equal((await rawExchange(port, GET('/'))).status, 200);
+        await slow.send('st: test\r\n\r\n');
+        const response = await slow.readResponse();
+        assert.equal(response.status, 200);
+        assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
+      } finally {
+        slow.close();
+      }
+    });
+
+    test('2000 idle connections are held (one descriptor each) while others get exact bytes; all are released after', async (t) => {
+      // A server of its own, with an idle timeout long enough to hold the crowd through the test.
+      const model = await startModel(t, '06-epoll.ts', { args: ['--root', site().root, '--idle-timeout', '120'] });
+      const before = openFdCount(model.pid);
+      const idle = await openIdleConnections(model.port, 2000);
+      try {
+        const allAccepted = await waitUntil(() => openFdCount(model.pid) >= before + 2000, 15_000);
+        assert.ok(allAccepted, `the server holds ${openFdCount(model.pid) - before} more descriptors, not 2000`);
+        assert.ok(interestList(model.pid, model.port).size >= 2001, 'every connection is in the kernel interest list');
+
+        const index = readFileSync(path.join(WWW, 'index.html'));
+        for (let i = 0; i < 20; i++) {
+          const response = await rawExchange(model.port, GET('/'));
+          assert.equal(response.status, 200);
+          assert.deepEqual(response.body, index);
+        }
+        // And the crowd is still connected and can be served too.
+        for (const client of [idle[0]!, idle[999]!, idle[1999]!]) {
+          await client.send(GET('/hello.txt'));
+          assert.deepEqual((await client.readResponse()).body, readFileSync(path.join(WWW, 'hello.txt')));
+        }
+      } finally {
+        for (const client of idle) client.close();
+      }
+      const released = await waitUntil(() => openFdCount(model.pid) <= before + 5, 15_000);
+      assert.ok(released, `still ${openFdCount(model.pid) - before} descriptors more than before the crowd`);
+    });
+
+    test('the interest list lives in the kernel: EPOLLIN for a waiting client, EPOLLOUT only while a download waits for room', async () => {
+      const { pid, port } = server();
+      const keptAlive = await RawClient.connect(port);
+      const stalled = await RawClient.connect(port);
+      try {
+        await keptAlive.send(GET('/hello.txt'));
+        assert.equal((await keptAlive.readResponse()).status, 200);
+        stalled.socket.pause(); // read nothing: the send buffer fills and the download waits
+        await stalled.send(GET(site().bigFile.urlPath));
+
+        const keptAliveFd = socketFd(pid, port, keptAlive.socket.localPort!);
+        const stalledFd = socketFd(pid, port, stalled.socket.localPort!);
+        const watched = (fd: number) => (interestList(pid, port).get(fd) ?? 0) & (EPOLLIN | EPOLLOUT);
+        assert.ok(await waitUntil(() => watched(stalledFd) === EPOLLOUT, 5000), `stalled download: events ${watched(stalledFd)}`);
+        // Answered and waiting for its next request: only input is of interest.
+        assert.equal(watched(keptAliveFd), EPOLLIN);
+      } finally {
+        stalled.close();
+      }
+      // The stalled client went away: its entry is gone; the kept-alive one is unchanged.
+      const entries = () => interestList(pid, port);
+      assert.ok(await waitUntil(() => [...entries().values()].every((events) => (events & EPOLLOUT) === 0), 5000), 'nothing waits for EPOLLOUT');
+      try {
+        await keptAlive.send(GET('/hello.txt'));
+        assert.equal((await keptAlive.readResponse()).status, 200);
+      } finally {
+        keptAlive.close();
+      }
+    });
+
+    test('a file that shrinks during sendfile() ends that download with a log line; others are served', async () => {
+      const { port } = server();
+      const file = path.join(site().root, 'shrinking.bin');
+      const size = 32 * 1024 * 1024;
+      writeFileSync(file, Buffer.alloc(size, 0x61));
+      const client = await RawClient.connect(port);
+      try {
+        client.socket.pause();
+        await client.send(GET('/shrinking.bin'));
+        await new Promise((resolve) => setTimeout(resolve, 300)); // socket buffers fill up
+        truncateSync(file, 1024 * 1024);
+        client.socket.resume();
+        assert.equal(await client.closedByServer(10_000), true, 'the server closes the download');
+        const received = client.pending.length;
+        assert.ok(received < size, `only part of the file can have arrived (got ${received} bytes)`);
+        await server().waitForOutput(/shrank/, 5000);
+        assert.equal((await rawExchange(port, GET('/hello.txt'))).status, 200);
+      } finally {
+        client.close();
+        rmSync(file, { force: true });
+      }
+    });
+  },
+});
