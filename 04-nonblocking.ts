@@ -304,7 +304,6 @@ function answerRequests(client: Client): void {
   }
 }
 
-
 /**
  * Send until the outbox is empty (returns true) or the socket's send buffer is full (false).
  * A non-blocking send() takes what fits and returns at once: a large file goes out a piece per

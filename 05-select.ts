@@ -249,7 +249,6 @@ function turnAway(conn: Socket, address: Address): void {
   conn.close();
 }
 
-
 /**
  * accept() failed with EMFILE (no descriptor left for this process), ENFILE (none left in
  * the system), ENOBUFS or ENOMEM. The connection stays queued in the kernel. Retrying at once
@@ -350,7 +349,6 @@ function answerRequests(client: Client): void {
     outbox.push(response); // after a response with close=true, the loop ends
   }
 }
-
 
 /**
  * Send until the outbox is empty (returns true) or the socket's send buffer is full (false).

@@ -333,7 +333,6 @@ function answerRequests(client: Client): void {
   }
 }
 
-
 /**
  * Send until the outbox is empty (returns true) or the socket's send buffer is full (false).
  * Small responses are bytes in memory: send(). A large file goes with sendfile(2): the kernel

@@ -78,6 +78,7 @@ const c = {
   listen: libc.func('int listen(int fd, int backlog)'),
   accept4: libc.func('int accept4(int fd, void *address, _Inout_ uint32_t *length, int flags)'),
   getsockname: libc.func('int getsockname(int fd, void *address, _Inout_ uint32_t *length)'),
+  getpeername: libc.func('int getpeername(int fd, void *address, _Inout_ uint32_t *length)'),
   recv: libc.func('long recv(int fd, void *buffer, size_t length, int flags)'),
   send: libc.func('long send(int fd, void *buffer, size_t length, int flags)'),
   sendfile: libc.func('long sendfile(int outFd, int inFd, _Inout_ int64_t *offset, size_t count)'),
@@ -256,6 +257,14 @@ export class Socket {
     const address = Buffer.alloc(SOCKADDR_STORAGE_SIZE);
     const length = [SOCKADDR_STORAGE_SIZE];
     check('getsockname', c.getsockname(this.fd, address, length));
+    return decodeAddress(address);
+  }
+
+  /** getpeername(2): the address of the other end (a child handed only a descriptor asks this). */
+  getpeername(): Address {
+    const address = Buffer.alloc(SOCKADDR_STORAGE_SIZE);
+    const length = [SOCKADDR_STORAGE_SIZE];
+    check('getpeername', c.getpeername(this.fd, address, length));
     return decodeAddress(address);
   }
 
