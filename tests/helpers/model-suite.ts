@@ -35,6 +35,14 @@ export function openFdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
 
+/** The lowest descriptor number a process does not use: the one its next open() would get. */
+export function lowestFreeFd(pid: number): number {
+  const used = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
+  let fd = 0;
+  while (used.has(fd)) fd++;
+  return fd;
+}
+
 /** CPU time (user + system) a process has used so far, in clock ticks. */
 export function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -236,9 +244,12 @@ export function describeModel(file: string, options: ModelSuiteOptions = {}): vo
       const limit = (await $`prlimit --pid ${pid} --nofile --noheadings --output SOFT,HARD`.quiet()).stdout.trim().split(/\s+/);
       const clients: RawClient[] = [];
       try {
-        // Let the process open nothing new: the next accept() fails with EMFILE.
-        const inUse = openFdCount(pid);
-        await $`prlimit --pid ${pid} --nofile=${inUse}:${limit[1]}`;
+        // The kernel hands out the lowest free descriptor number, and a process may not use
+        // numbers at or above its limit: so with the limit at the lowest free number, the
+        // next accept() fails with EMFILE. (A model already blocked inside accept() reserved
+        // its number before waiting: it gets one more connection, then has no descriptor
+        // left for whatever serving it needs, and must say so with a 503.)
+        await $`prlimit --pid ${pid} --nofile=${lowestFreeFd(pid)}:${limit[1]}`;
         const ticksBefore = cpuTicks(pid);
         for (let i = 0; i < 5; i++) {
           const client = await RawClient.connect(server.port);
@@ -255,11 +266,22 @@ export function describeModel(file: string, options: ModelSuiteOptions = {}): vo
       } finally {
         await $`prlimit --pid ${pid} --nofile=${limit[0]}:${limit[1]}`;
       }
-      // With descriptors back, the waiting clients are served.
+      // With descriptors back, the waiting clients are served; any client that was turned
+      // away meanwhile got a complete 503 and a closed connection, never silence.
+      let served = 0;
       for (const client of clients) {
-        assert.equal((await client.readResponse({ timeoutMs: 15_000 })).status, 200);
+        const response = await client.readResponse({ timeoutMs: 15_000 });
+        if (response.status === 503) {
+          assert.equal(response.headers['connection'], 'close');
+          assert.equal(await client.closedByServer(), true);
+        } else {
+          assert.equal(response.status, 200);
+          served++;
+        }
         client.close();
       }
+      assert.ok(served >= 3, `only ${served} of 5 waiting clients were served once descriptors were back`);
+      assert.equal((await rawExchange(server.port, GET('/hello.txt'))).status, 200);
     });
 
     options.lessons?.(context);
