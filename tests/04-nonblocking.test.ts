@@ -10,30 +10,14 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
-import { RawClient, rawExchange } from './helpers/http-client.ts';
+import { GET, RawClient } from './helpers/http-client.ts';
 import { REPO_ROOT, startModel } from './helpers/server.ts';
 
-const GET = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\n\r\n`;
 const WWW = path.join(REPO_ROOT, 'www');
 const SUMMARY = /last [\d.]+ s: (\d+) passes, (\d+) accept\(\) EAGAIN, (\d+) recv\(\) EAGAIN/g;
 
 describeModel('04-nonblocking.ts', {
-  lessons({ server, site }) {
-    test('a half-sent request holds up nobody, and is answered once it is complete', async () => {
-      const { port } = server();
-      const slow = await RawClient.connect(port);
-      try {
-        await slow.send('GET /hello.txt HTTP/1.1\r\nHo'); // and then nothing, for now
-        for (let i = 0; i < 3; i++) assert.equal((await rawExchange(port, GET('/'))).status, 200);
-        await slow.send('st: test\r\n\r\n');
-        const response = await slow.readResponse();
-        assert.equal(response.status, 200);
-        assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
-      } finally {
-        slow.close();
-      }
-    });
-
+  lessons({ site }) {
     test('--verbose counts the polling: accept() and recv() answer EAGAIN; with --interval 300 answers are still exact', async (t) => {
       const model = await startModel(t, '04-nonblocking.ts', {
         args: ['--root', site().root, '--verbose', '--interval', '300', '--idle-timeout', '60'],

@@ -9,39 +9,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describeModel, openFdCount } from './helpers/model-suite.ts';
-import { RawClient, rawExchange } from './helpers/http-client.ts';
+import { GET, openIdleConnections, rawExchange } from './helpers/http-client.ts';
 import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
 
-const GET = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\n\r\n`;
 const WWW = path.join(REPO_ROOT, 'www');
 
-/** Open `count` connections, `batch` at a time, and send nothing on them. */
-async function openIdleConnections(port: number, count: number, batch = 100): Promise<RawClient[]> {
-  const clients: RawClient[] = [];
-  while (clients.length < count) {
-    const size = Math.min(batch, count - clients.length);
-    clients.push(...(await Promise.all(Array.from({ length: size }, () => RawClient.connect(port)))));
-  }
-  return clients;
-}
-
 describeModel('05-select.ts', {
-  lessons({ server, site }) {
-    test('a half-sent request holds up nobody, and is answered once it is complete', async () => {
-      const { port } = server();
-      const slow = await RawClient.connect(port);
-      try {
-        await slow.send('GET /hello.txt HTTP/1.1\r\nHo'); // and then nothing, for now
-        for (let i = 0; i < 3; i++) assert.equal((await rawExchange(port, GET('/'))).status, 200);
-        await slow.send('st: test\r\n\r\n');
-        const response = await slow.readResponse();
-        assert.equal(response.status, 200);
-        assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
-      } finally {
-        slow.close();
-      }
-    });
-
+  lessons({ site }) {
     test('past FD_SETSIZE (1024) a connection gets a 503 and is closed; the others are still served', async (t) => {
       // A server of its own, with an idle timeout long enough to hold the crowd through the test.
       const model = await startModel(t, '05-select.ts', { args: ['--root', site().root, '--idle-timeout', '120'] });

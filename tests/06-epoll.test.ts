@@ -10,23 +10,12 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describeModel, openFdCount } from './helpers/model-suite.ts';
-import { RawClient, rawExchange } from './helpers/http-client.ts';
+import { GET, RawClient, openIdleConnections, rawExchange } from './helpers/http-client.ts';
 import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
 
-const GET = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\n\r\n`;
 const WWW = path.join(REPO_ROOT, 'www');
 const EPOLLIN = 0x1;
 const EPOLLOUT = 0x4;
-
-/** Open `count` connections, `batch` at a time, and send nothing on them. */
-async function openIdleConnections(port: number, count: number, batch = 100): Promise<RawClient[]> {
-  const clients: RawClient[] = [];
-  while (clients.length < count) {
-    const size = Math.min(batch, count - clients.length);
-    clients.push(...(await Promise.all(Array.from({ length: size }, () => RawClient.connect(port)))));
-  }
-  return clients;
-}
 
 /**
  * The descriptor number that process `pid` uses for one TCP socket, found through its inode in
@@ -79,21 +68,6 @@ function interestList(pid: number, port: number): Map<number, number> {
 
 describeModel('06-epoll.ts', {
   lessons({ server, site }) {
-    test('a half-sent request holds up nobody, and is answered once it is complete', async () => {
-      const { port } = server();
-      const slow = await RawClient.connect(port);
-      try {
-        await slow.send('GET /hello.txt HTTP/1.1\r\nHo'); // and then nothing, for now
-        for (let i = 0; i < 3; i++) assert.equal((await rawExchange(port, GET('/'))).status, 200);
-        await slow.send('st: test\r\n\r\n');
-        const response = await slow.readResponse();
-        assert.equal(response.status, 200);
-        assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
-      } finally {
-        slow.close();
-      }
-    });
-
     test('2000 idle connections are held (one descriptor each) while others get exact bytes; all are released after', async (t) => {
       // A server of its own, with an idle timeout long enough to hold the crowd through the test.
       const model = await startModel(t, '06-epoll.ts', { args: ['--root', site().root, '--idle-timeout', '120'] });

@@ -6,6 +6,11 @@
 import net from 'node:net';
 import http from 'node:http';
 
+/** The text of a minimal HTTP/1.1 GET, with optional extra header lines (each ending in CRLF). */
+export function GET(target: string, extraHeaderLines = ''): string {
+  return `GET ${target} HTTP/1.1\r\nHost: test\r\n${extraHeaderLines}\r\n`;
+}
+
 export interface RawResponse {
   status: number;
   statusLine: string;
@@ -131,4 +136,14 @@ export class CountingAgent extends http.Agent {
     this.connectionsOpened++;
     return super.createConnection(...args);
   }
+}
+
+/** Open `count` connections, `batch` at a time, and send nothing on them. */
+export async function openIdleConnections(port: number, count: number, batch = 100): Promise<RawClient[]> {
+  const clients: RawClient[] = [];
+  while (clients.length < count) {
+    const size = Math.min(batch, count - clients.length);
+    clients.push(...(await Promise.all(Array.from({ length: size }, () => RawClient.connect(port)))));
+  }
+  return clients;
 }

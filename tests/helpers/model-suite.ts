@@ -11,7 +11,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import fetch from 'node-fetch';
 import { $ } from 'zx';
-import { RawClient, CountingAgent, rawExchange } from './http-client.ts';
+import { GET, RawClient, CountingAgent, rawExchange } from './http-client.ts';
 import { makeServedRoot, type ServedRoot } from './served-root.ts';
 import { REPO_ROOT, isAlive, processTree, startModel, type RunningServer } from './server.ts';
 
@@ -28,7 +28,6 @@ export interface ModelSuiteOptions {
 }
 
 const WWW = path.join(REPO_ROOT, 'www');
-const GET = (target: string, extra = '') => `GET ${target} HTTP/1.1\r\nHost: test\r\n${extra}\r\n`;
 
 /** Open descriptors of a process, from /proc. */
 export function openFdCount(pid: number): number {
@@ -173,6 +172,20 @@ export function describeModel(file: string, options: ModelSuiteOptions = {}): vo
       const hash = createHash('sha256');
       for await (const chunk of response.body!) hash.update(chunk as Buffer);
       assert.equal(hash.digest('hex'), site.bigFile.sha256);
+    });
+
+    test('a half-sent request holds up nobody, and is answered once it is complete', async () => {
+      const slow = await RawClient.connect(server.port);
+      try {
+        await slow.send('GET /hello.txt HTTP/1.1\r\nHo'); // and then nothing, for now
+        for (let i = 0; i < 3; i++) assert.equal((await rawExchange(server.port, GET('/'))).status, 200);
+        await slow.send('st: test\r\n\r\n');
+        const response = await slow.readResponse();
+        assert.equal(response.status, 200);
+        assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
+      } finally {
+        slow.close();
+      }
     });
 
     test('a stalled reader of a large file does not hold up anybody else', async () => {
