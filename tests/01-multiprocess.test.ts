@@ -1,0 +1,156 @@
+/**
+ * 01-multiprocess.ts: the shared suite, plus the lessons of one process per connection:
+ * the parent closes its copy of every connection (its descriptors do not grow), each client
+ * has its own process, children are collected (no zombies) and die on SIGTERM even while
+ * blocked, a failed process start is a 503, and the prefork pool (--pool N) that production
+ * servers use instead.
+ *
+ * A child is a new Node runtime loading tsx (about half a second each), so the connection
+ * counts here are modest.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import fetch from 'node-fetch';
+import { $ } from 'zx';
+import { describeModel, lowestFreeFd, openFdCount } from './helpers/model-suite.ts';
+import { CountingAgent, GET, RawClient, rawExchange } from './helpers/http-client.ts';
+import { isAlive, isZombie, processTree, startModel, waitUntil } from './helpers/server.ts';
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
+
+/** Direct children of `pid` (tsx may add an esbuild helper of its own: not ours). */
+function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(entry));
+    } catch {
+      // ended while we looked
+    }
+  }
+  return children;
+}
+
+/** The children serving one connection each (started with --connection-fd). */
+const connectionProcesses = (pid: number) => childrenOf(pid).filter((child) => commandLine(child).includes('--connection-fd'));
+/** The workers of --pool N (started with --listener-fd). */
+const poolWorkers = (pid: number) => childrenOf(pid).filter((child) => commandLine(child).includes('--listener-fd'));
+
+describeModel('01-multiprocess.ts', {
+  lessons({ server, site }) {
+    test('the parent closes its copy of every connection: 20 clients later it holds no more descriptors', async () => {
+      const { pid, port } = server();
+      await waitUntil(() => connectionProcesses(pid).length === 0, 10_000);
+      const before = openFdCount(pid);
+      for (let batch = 0; batch < 4; batch++) {
+        const responses = await Promise.all(Array.from({ length: 5 }, () => rawExchange(port, GET('/hello.txt'))));
+        assert.deepEqual(responses.map((response) => response.status), [200, 200, 200, 200, 200]);
+      }
+      assert.ok(await waitUntil(() => connectionProcesses(pid).length === 0, 10_000), 'every child ends when its client leaves');
+      assert.equal(openFdCount(pid), before, 'the parent kept descriptors of finished connections');
+    });
+
+    test('5 clients held open: 5 processes, each with its own copy; none left over, no zombies', async () => {
+      const { pid, port } = server();
+      const fdsBefore = openFdCount(pid);
+      const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(port)));
+      try {
+        for (const client of clients) await client.send(GET('/hello.txt'));
+        for (const client of clients) assert.equal((await client.readResponse()).status, 200);
+
+        // Keep-alive: every connection is still open, each served by its own process.
+        const children = connectionProcesses(pid);
+        assert.equal(children.length, 5);
+        for (const child of children) assert.match(readlinkSync(`/proc/${child}/fd/3`), /^socket:/);
+        assert.ok(openFdCount(pid) < fdsBefore + 5, `the parent went from ${fdsBefore} to ${openFdCount(pid)} descriptors`);
+
+        // A child blocked in recv() has no JavaScript signal handler in the way: SIGTERM ends it,
+        // and with its (now only) copy of the descriptor closed, its client sees the close.
+        process.kill(children[0]!, 'SIGTERM');
+        assert.ok(await waitUntil(() => !isAlive(children[0]!), 2000), 'SIGTERM did not end a child blocked in recv()');
+        const closedOnes = await Promise.all(clients.map((client) => client.closedByServer(2000)));
+        assert.equal(closedOnes.filter(Boolean).length, 1);
+      } finally {
+        for (const client of clients) client.close();
+      }
+      // The clients left: every child exits and is collected by the parent. A child that has
+      // exited but was not collected stays in the table as a zombie (state Z) for good.
+      assert.ok(await waitUntil(() => connectionProcesses(pid).length === 0, 5000), 'children outlived their clients');
+      const collected = await waitUntil(() => childrenOf(pid).filter(isZombie).length === 0, 5000);
+      assert.ok(collected, `zombie children: ${childrenOf(pid).filter(isZombie).join(', ')}`);
+    });
+
+    test('when no process can be started, the client gets a 503 and the server lives on', async () => {
+      const { pid, port, output } = server();
+      const refusals = () => output().split('\n').filter((line) => line.includes('503: cannot start')).length;
+      const refusalsBefore = refusals();
+      await waitUntil(() => connectionProcesses(pid).length === 0, 10_000);
+      const limit = (await $`prlimit --pid ${pid} --nofile --noheadings --output SOFT,HARD`.quiet()).stdout.trim().split(/\s+/);
+      try {
+        // Room for exactly one more descriptor: accept() takes it, and starting a process
+        // (which needs a pipe: two descriptors) fails with EMFILE.
+        await $`prlimit --pid ${pid} --nofile=${lowestFreeFd(pid) + 1}:${limit[1]}`;
+        const client = await RawClient.connect(port);
+        try {
+          await client.send(GET('/hello.txt'));
+          const response = await client.readResponse();
+          assert.equal(response.status, 503);
+          assert.equal(response.headers['connection'], 'close');
+          assert.equal(Number(response.headers['content-length']), response.body.length);
+          assert.equal(await client.closedByServer(), true);
+        } finally {
+          client.close();
+        }
+        await waitUntil(() => refusals() > refusalsBefore, 5000);
+      } finally {
+        await $`prlimit --pid ${pid} --nofile=${limit[0]}:${limit[1]}`;
+      }
+      assert.equal(refusals(), refusalsBefore + 1, 'one log line for the refused client');
+      assert.equal((await rawExchange(port, GET('/hello.txt'))).status, 200);
+    });
+
+    test('--pool 2: two prefork workers serve everybody, keep-alive included, and a dead one is replaced', async (t) => {
+      const pool = await startModel(t, '01-multiprocess.ts', { args: ['--pool', '2', '--root', site().root] });
+      assert.ok(await waitUntil(() => poolWorkers(pool.pid).length === 2, 10_000));
+
+      // Exactly the parent and its two workers run this file: no process per connection.
+      const ours = processTree(pool.pid).filter((p) => commandLine(p).includes('01-multiprocess.ts'));
+      assert.equal(ours.length, 3);
+
+      const agent = new CountingAgent();
+      try {
+        for (const target of ['/', '/hello.txt', '/style.css']) {
+          const response = await fetch(new URL(target, pool.url), { agent });
+          assert.equal(response.status, 200);
+          await response.arrayBuffer();
+        }
+        assert.equal(agent.connectionsOpened, 1, 'keep-alive: one connection for three requests');
+      } finally {
+        agent.destroy();
+      }
+      const clients = await Promise.all([0, 1, 2, 3].map(() => rawExchange(pool.port, GET('/hello.txt', 'Connection: close\r\n'))));
+      assert.deepEqual(clients.map((response) => response.status), [200, 200, 200, 200]);
+      assert.equal(poolWorkers(pool.pid).length, 2, 'connections must not start processes');
+
+      // A worker that dies unexpectedly is replaced.
+      const [victim] = poolWorkers(pool.pid);
+      process.kill(victim!, 'SIGKILL');
+      assert.ok(await waitUntil(() => !isAlive(victim!) && poolWorkers(pool.pid).length === 2, 10_000), 'the dead worker was not replaced');
+      await pool.waitForOutput(/worker \d+ ended by SIGKILL; starting another/, 5000);
+      assert.equal((await rawExchange(pool.port, GET('/hello.txt'))).status, 200);
+
+      const tree = processTree(pool.pid);
+      await pool.stop('SIGINT'); // throws if anything needed SIGKILL
+      for (const p of tree) assert.equal(isAlive(p), false, `process ${p} outlived the pool`);
+    });
+  },
+});
