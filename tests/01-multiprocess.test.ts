@@ -13,7 +13,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import fetch from 'node-fetch';
 import { $ } from 'zx';
-import { describeModel, lowestFreeFd, openFdCount } from './helpers/model-suite.ts';
+import { describeModel } from './helpers/model-suite.ts';
+import { lowestFreeFd, openFdCount } from './helpers/proc.ts';
 import { CountingAgent, GET, RawClient, rawExchange } from './helpers/http-client.ts';
 import { isAlive, isZombie, processTree, startModel, waitUntil } from './helpers/server.ts';
 

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import fetch from 'node-fetch';
 import { $ } from 'zx';
-import { describeModel, lowestFreeFd } from './helpers/model-suite.ts';
+import { describeModel } from './helpers/model-suite.ts';
+import { lowestFreeFd, statusField, threadCount } from './helpers/proc.ts';
 import { makeServedRoot } from './helpers/served-root.ts';
 import { CountingAgent, RawClient, rawExchange } from './helpers/http-client.ts';
 import { isAlive, processTree, startModel, waitUntil, type RunningServer } from './helpers/server.ts';
@@ -17,13 +18,7 @@ import { isAlive, processTree, startModel, waitUntil, type RunningServer } from 
 const GET = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\n\r\n`;
 
 /** A number field of /proc/PID/status, e.g. "Threads" or "VmRSS" (kB). */
-function statusField(pid: number, name: string): number {
-  const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${name}:\\s+(\\d+)`, 'm'));
-  assert.ok(match, `no ${name} in /proc/${pid}/status`);
-  return Number(match[1]);
-}
 
-const threadCount = (pid: number) => statusField(pid, 'Threads');
 const rssKb = (pid: number) => statusField(pid, 'VmRSS');
 
 /** The line of /proc/net/tcp for the server's end of a client's connection, split in fields. */

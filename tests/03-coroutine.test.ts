@@ -7,20 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { describeModel } from './helpers/model-suite.ts';
+import { residentBytes, threadCount } from './helpers/proc.ts';
 import { GET, RawClient, rawExchange } from './helpers/http-client.ts';
 import { processTree, waitUntil } from './helpers/server.ts';
-
-function threadCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/task`).length;
-}
-
-/** Resident memory of a process in bytes, from /proc/PID/status. */
-function residentBytes(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match![1]) * 1024;
-}
 
 /** How many descriptors of `pid` point at `file` (by its path). */
 function descriptorsOpenOn(pid: number, file: string): number {

@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describeModel, openFdCount } from './helpers/model-suite.ts';
+import { describeModel } from './helpers/model-suite.ts';
+import { openFdCount } from './helpers/proc.ts';
 import { GET, RawClient, openIdleConnections, rawExchange } from './helpers/http-client.ts';
 import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
 

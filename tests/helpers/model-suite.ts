@@ -7,12 +7,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import fetch from 'node-fetch';
 import { $ } from 'zx';
 import { GET, RawClient, CountingAgent, rawExchange } from './http-client.ts';
 import { makeServedRoot, type ServedRoot } from './served-root.ts';
+import { cpuTicks, lowestFreeFd } from './proc.ts';
 import { REPO_ROOT, isAlive, processTree, startModel, type RunningServer } from './server.ts';
 
 export interface SuiteContext {
@@ -37,26 +38,6 @@ export interface ModelSuiteOptions {
 }
 
 const WWW = path.join(REPO_ROOT, 'www');
-
-/** Open descriptors of a process, from /proc. */
-export function openFdCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
-
-/** The lowest descriptor number a process does not use: the one its next open() would get. */
-export function lowestFreeFd(pid: number): number {
-  const used = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
-  let fd = 0;
-  while (used.has(fd)) fd++;
-  return fd;
-}
-
-/** CPU time (user + system) a process has used so far, in clock ticks. */
-export function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-}
 
 export function describeModel(file: string, options: ModelSuiteOptions = {}): void {
   describe(file, () => {
