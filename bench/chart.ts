@@ -1,0 +1,219 @@
+/**
+ * bench/chart.ts: bench/results/latest.svg, written by hand (no chart library): grouped bars
+ * of requests/s by server and concurrency, and memory per idle connection on a log scale
+ * (per-connection memory ranges from about a kilobyte to tens of megabytes).
+ */
+import type { BenchReport } from './report.ts';
+import { machineLine, requestsPerSecond } from './report.ts';
+import type { IdleRow } from './scenarios.ts';
+
+interface Series {
+  name: string;
+  color: string;
+}
+
+interface Bar {
+  value: number;
+  /** Written above the bar. */
+  label: string;
+  series: number;
+  /** Written under the bar, above the group's name. */
+  under?: string;
+}
+
+interface Group {
+  label: string;
+  bars: Bar[];
+}
+
+interface Panel {
+  title: string;
+  series: Series[];
+  groups: Group[];
+  scale: 'linear' | 'log';
+  formatTick(value: number): string;
+}
+
+const WIDTH = 1040;
+const PANEL_HEIGHT = 340;
+const LEFT = 70;
+const RIGHT = 20;
+const PLOT_TOP = 48;
+const PLOT_BOTTOM = 60; // room for group names under the plot
+const PALETTE = ['#9ecae1', '#4292c6', '#08519c', '#f16913', '#74c476', '#238b45', '#fd8d3c'];
+
+export function renderChart(report: BenchReport): string {
+  const panels = [requestsPanel(report), memoryPanel(report)].filter((panel): panel is Panel => panel !== null);
+  const height = 40 + panels.length * PANEL_HEIGHT + 10;
+  const body = panels.map((panel, i) => `<g transform="translate(0 ${40 + i * PANEL_HEIGHT})">\n${drawPanel(panel)}\n</g>`);
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
+    text(WIDTH / 2, 18, 'Six concurrency models side by side', { size: 16, anchor: 'middle', weight: 'bold' }),
+    text(WIDTH / 2, 34, `${machineLine(report)}; ${report.generator.name}`, { size: 11, anchor: 'middle', color: '#555' }),
+    ...body,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+function requestsPanel(report: BenchReport): Panel | null {
+  const { settings } = report;
+  const series: (Series & { scenario: 'keepalive' | 'close'; connections: number })[] = [
+    ...settings.keepAliveConnections.map((connections, i) => ({ name: `keep-alive, ${connections} conn.`, color: PALETTE[i % 3]!, scenario: 'keepalive' as const, connections })),
+    { name: `new connection per request, ${settings.closeConnections} conn.`, color: PALETTE[3]!, scenario: 'close', connections: settings.closeConnections },
+  ];
+  const groups = serversWith(report, (id) => report.results.load.some((row) => row.server === id && row.scenario !== 'bigfile')).map(({ id, label }) => ({
+    label,
+    bars: series.flatMap((each, index) => {
+      const row = report.results.load.find((r) => r.server === id && r.scenario === each.scenario && r.connections === each.connections);
+      return row ? [{ value: row.load.requestsPerSecond, label: compact(row.load.requestsPerSecond), series: index }] : [];
+    }),
+  }));
+  if (groups.length === 0) return null;
+  return { title: `Requests per second, GET of a ${report.smallPageBytes.toLocaleString('en')}-byte page (higher is better)`, series, groups, scale: 'linear', formatTick: compact };
+}
+
+function memoryPanel(report: BenchReport): Panel | null {
+  const levels = [...new Set(report.results.idle.filter((row) => !row.capped).map((row) => row.requested))].sort((a, b) => a - b);
+  const series: Series[] = [
+    ...levels.map((level, i) => ({ name: `${level.toLocaleString('en')} idle conn.`, color: PALETTE[4 + (i % 2)]! })),
+    { name: 'capped (a process or thread each)', color: PALETTE[6]! },
+  ];
+  const seriesOf = (row: IdleRow) => (row.capped ? series.length - 1 : levels.indexOf(row.requested));
+  const groups = serversWith(report, (id) => report.results.idle.some((row) => row.server === id && row.held > 0)).map(({ id, label }) => ({
+    label,
+    bars: report.results.idle
+      .filter((row) => row.server === id && row.held > 0 && row.rssPerConnectionKiB !== null)
+      .map((row) => ({
+        value: Math.max(row.rssPerConnectionKiB!, 0.1),
+        label: `${row.rssPerConnectionKiB! < 0.05 ? '≈0' : formatKiB(row.rssPerConnectionKiB!)}${shortfall(row)}`,
+        series: seriesOf(row),
+        under: count(row.held),
+      })),
+  }));
+  if (groups.length === 0) return null;
+  return { title: 'Server memory (RSS) per idle keep-alive connection, log scale (lower is better); under each bar: connections held', series, groups, scale: 'log', formatTick: formatKiB };
+}
+
+function count(value: number): string {
+  return value >= 1000 ? compact(value) : String(value);
+}
+
+/** When the server could not take them all (select stops at 1,024): " (999 of 10k held)". */
+function shortfall(row: IdleRow): string {
+  return row.held < 0.99 * row.requested ? ` (${count(row.held)} of ${count(row.requested)} held)` : '';
+}
+
+function serversWith(report: BenchReport, has: (id: string) => boolean): { id: string; label: string }[] {
+  return report.servers.filter((server) => has(server.id)).map((server) => ({ id: server.id, label: server.label.replace(/ \(reference\)$/, '') }));
+}
+
+function drawPanel(panel: Panel): string {
+  const plotHeight = PANEL_HEIGHT - PLOT_TOP - PLOT_BOTTOM;
+  const plotWidth = WIDTH - LEFT - RIGHT;
+  const values = panel.groups.flatMap((group) => group.bars.map((bar) => bar.value));
+  const axis = panel.scale === 'linear' ? linearAxis(Math.max(...values)) : logAxis(Math.min(...values), Math.max(...values));
+  const y = (value: number) => PLOT_TOP + plotHeight * (1 - axis.position(value));
+  const out: string[] = [text(LEFT, 16, panel.title, { size: 13, weight: 'bold' })];
+
+  panel.series.forEach((series, i) => {
+    const x = LEFT + i * 230;
+    out.push(`<rect x="${x}" y="24" width="12" height="12" fill="${series.color}"/>`, text(x + 16, 34, series.name, {}));
+  });
+  for (const tick of axis.ticks) {
+    out.push(`<line x1="${LEFT}" x2="${LEFT + plotWidth}" y1="${y(tick).toFixed(1)}" y2="${y(tick).toFixed(1)}" stroke="#e0e0e0"/>`);
+    out.push(text(LEFT - 6, y(tick) + 4, panel.formatTick(tick), { anchor: 'end', color: '#555' }));
+  }
+  out.push(`<line x1="${LEFT}" x2="${LEFT + plotWidth}" y1="${PLOT_TOP + plotHeight}" y2="${PLOT_TOP + plotHeight}" stroke="#333"/>`);
+
+  const groupWidth = plotWidth / panel.groups.length;
+  panel.groups.forEach((group, g) => {
+    const barWidth = Math.min(28, (groupWidth - 12) / Math.max(1, group.bars.length));
+    const start = LEFT + g * groupWidth + (groupWidth - barWidth * group.bars.length) / 2;
+    group.bars.forEach((bar, b) => {
+      const x = start + b * barWidth;
+      const top = y(Math.max(bar.value, axis.floor));
+      const color = panel.series[bar.series]?.color ?? '#999';
+      out.push(`<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(PLOT_TOP + plotHeight - top).toFixed(1)}" fill="${color}"><title>${escapeXml(`${group.label}: ${bar.label}`)}</title></rect>`);
+      const labelX = x + barWidth / 2;
+      out.push(text(labelX, top - 4, bar.label, { size: 9, anchor: 'start', rotate: true }));
+      if (bar.under !== undefined) out.push(text(labelX, PLOT_TOP + plotHeight + 12, bar.under, { size: 9, anchor: 'middle', color: '#555' }));
+    });
+    const nameY = PLOT_TOP + plotHeight + (group.bars.some((bar) => bar.under !== undefined) ? 28 : 16);
+    wrapLabel(group.label).forEach((line, i) => out.push(text(LEFT + (g + 0.5) * groupWidth, nameY + i * 12, line, { size: 10, anchor: 'middle' })));
+  });
+  return out.join('\n');
+}
+
+interface Axis {
+  ticks: number[];
+  floor: number;
+  /** 0 at the bottom of the plot, 1 at the top. */
+  position(value: number): number;
+}
+
+function linearAxis(max: number): Axis {
+  const step = niceStep(max / 5);
+  const top = Math.max(step, Math.ceil((max * 1.15) / step) * step); // headroom for the labels
+  const ticks = Array.from({ length: Math.round(top / step) + 1 }, (_, i) => i * step);
+  return { ticks, floor: 0, position: (value) => value / top };
+}
+
+/** Decades of KiB, with the steps above 1 MiB in binary units (1 MiB, 10 MiB…) so labels stay round. */
+const MEMORY_TICKS_KIB = [0.1, 1, 10, 100, 1024, 10 * 1024, 100 * 1024, 1024 * 1024, 10 * 1024 * 1024];
+
+function logAxis(min: number, max: number): Axis {
+  const low = Math.log10([...MEMORY_TICKS_KIB].reverse().find((tick) => tick <= min) ?? MEMORY_TICKS_KIB[0]!);
+  const high = Math.log10(max) + 0.25 * (Math.log10(max) - low) + 0.1; // headroom for the labels
+  const ticks = MEMORY_TICKS_KIB.filter((tick) => Math.log10(tick) >= low - 1e-9 && Math.log10(tick) <= high);
+  return { ticks, floor: 10 ** low, position: (value) => (Math.log10(value) - low) / (high - low) };
+}
+
+function niceStep(rough: number): number {
+  const power = 10 ** Math.floor(Math.log10(Math.max(rough, 1e-9)));
+  return ([1, 2, 2.5, 5, 10].find((multiple) => multiple * power >= rough) ?? 10) * power;
+}
+
+function compact(value: number): string {
+  if (value >= 1e6) return `${(value / 1e6).toFixed(1)}M`;
+  if (value >= 1e4) return `${Math.round(value / 1e3)}k`;
+  if (value >= 1e3) return `${(value / 1e3).toFixed(1)}k`;
+  return requestsPerSecond(value);
+}
+
+function formatKiB(kib: number): string {
+  const round = (value: number) => (value >= 10 || Number.isInteger(value) ? String(Math.round(value)) : value.toFixed(1));
+  if (kib >= 1024 * 1024) return `${round(kib / 1024 / 1024)} GiB`;
+  if (kib >= 1024) return `${round(kib / 1024)} MiB`;
+  return `${Math.abs(kib) >= 1 ? round(kib) : kib.toFixed(2)} KiB`;
+}
+
+/** Long server names on two lines ("01-multiprocess" / "--pool 16"). */
+function wrapLabel(label: string): string[] {
+  const space = label.indexOf(' ');
+  return label.length > 16 && space > 0 ? [label.slice(0, space), label.slice(space + 1)] : [label];
+}
+
+interface TextStyle {
+  size?: number;
+  anchor?: 'start' | 'middle' | 'end';
+  weight?: 'bold';
+  color?: string;
+  /** Vertical text reading upwards from (x, y), for labels above narrow bars. */
+  rotate?: boolean;
+}
+
+function text(x: number, y: number, content: string, style: TextStyle): string {
+  const attributes = [`x="${x.toFixed(1)}"`, `y="${y.toFixed(1)}"`];
+  if (style.size !== undefined) attributes.push(`font-size="${style.size}"`);
+  if (style.anchor !== undefined && style.anchor !== 'start') attributes.push(`text-anchor="${style.anchor}"`);
+  if (style.weight !== undefined) attributes.push(`font-weight="${style.weight}"`);
+  if (style.color !== undefined) attributes.push(`fill="${style.color}"`);
+  if (style.rotate) attributes.push(`transform="rotate(-90 ${x.toFixed(1)} ${y.toFixed(1)})"`, 'dominant-baseline="middle"');
+  return `<text ${attributes.join(' ')}>${escapeXml(content)}</text>`;
+}
+
+function escapeXml(content: string): string {
+  return content.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}

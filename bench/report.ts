@@ -1,0 +1,358 @@
+/**
+ * bench/report.ts: the results as tables, for the terminal and for bench/results/latest.md,
+ * and the issue's targets checked against them (ratios measured in the same run, never
+ * absolute times).
+ */
+import os from 'node:os';
+import type { Skipped } from './servers.ts';
+import { DISTURBED_PERCENT, restOfMachine, type IdleRow, type LoadRow, type LoadScenario, type Results, type ScenarioName, type Settings } from './scenarios.ts';
+import { BIG_FILE_MIB } from './site.ts';
+
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  system: string;
+  node: string;
+}
+
+export interface ServerSummary {
+  id: string;
+  label: string;
+  kind: 'model' | 'pool' | 'reference';
+  note: string | null;
+}
+
+export interface BenchReport {
+  command: string;
+  startedAt: string;
+  seconds: number;
+  machine: MachineInfo;
+  generator: { name: string; version: string };
+  settings: Settings;
+  scenarios: ScenarioName[];
+  smallPageBytes: number;
+  servers: ServerSummary[];
+  skipped: Skipped[];
+  results: Results;
+}
+
+export function describeMachine(): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown CPU',
+    cores: os.availableParallelism(),
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    system: `${os.type()} ${os.release()}`,
+    node: process.version,
+  };
+}
+
+// ---- numbers as text ------------------------------------------------------------------
+
+const whole = (value: number) => Math.round(value).toLocaleString('en');
+/** Memory per connection; below zero the server shrank meanwhile (a garbage collection freed more). */
+const kib = (value: number) => (value < 0.05 ? '≈0' : value >= 100 ? whole(value) : value.toFixed(1));
+const mib = (valueKiB: number) => `${valueKiB < 10 * 1024 ? (valueKiB / 1024).toFixed(1) : whole(valueKiB / 1024)} MiB`;
+const percent = (value: number) => `${Math.round(value)}%`;
+
+export function milliseconds(value: number | null): string {
+  if (value === null) return '—';
+  return value >= 100 ? whole(value) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
+}
+
+export function requestsPerSecond(value: number): string {
+  return value >= 100 ? whole(value) : value.toFixed(1);
+}
+
+// ---- the tables -----------------------------------------------------------------------
+
+interface Table {
+  title: string;
+  intro: string;
+  header: string[];
+  rows: string[][];
+}
+
+const SCENARIO_TITLES: Record<LoadScenario, string> = {
+  keepalive: 'Keep-alive: GET /index.html',
+  close: 'A new connection for every request (Connection: close)',
+  bigfile: `A ${BIG_FILE_MIB} MiB file`,
+};
+
+function labelOf(report: BenchReport, id: string): string {
+  return report.servers.find((server) => server.id === id)?.label ?? id;
+}
+
+function loadTable(report: BenchReport, scenario: LoadScenario): Table | null {
+  const rows = report.results.load.filter((row) => row.scenario === scenario);
+  if (rows.length === 0) return null;
+  const throughput = scenario === 'bigfile';
+  const intros: Record<LoadScenario, string> = {
+    keepalive: `${report.smallPageBytes.toLocaleString('en')}-byte page, connections reused.`,
+    close: 'Each request opens and closes its own TCP connection: the server pays for accept, and a model with a process or thread per connection pays for one of those per request.',
+    bigfile: `${report.settings.bigFileConnections} clients download the file over and over.`,
+  };
+  return {
+    title: SCENARIO_TITLES[scenario],
+    intro: intros[scenario],
+    header: ['server', 'conns', throughput ? 'MiB/s' : 'requests/s', 'p50 ms', 'p99 ms', 'errors', 'server peak RSS', 'server CPU', 'generator CPU', 'rest of machine'],
+    rows: rows.map((row) => [
+      labelOf(report, row.server),
+      String(row.connections),
+      throughput ? whole(row.load.mibPerSecond) : requestsPerSecond(row.load.requestsPerSecond),
+      milliseconds(row.load.requests > 0 ? row.load.p50Ms : null),
+      milliseconds(row.load.requests > 0 ? row.load.p99Ms : null),
+      row.load.requests === 0 ? `no answer in ${report.settings.seconds} s` : row.load.errors === 0 ? '0' : row.load.errorSummary,
+      mib(row.usage.peakRssKiB),
+      percent(row.usage.cpuPercent),
+      percent(row.load.generatorCpuPercent),
+      disturbance(row),
+    ]),
+  };
+}
+
+function disturbance(row: LoadRow): string {
+  const rest = restOfMachine(row);
+  return rest > DISTURBED_PERCENT ? `${percent(rest)} ⚠` : percent(rest);
+}
+
+function idleTable(report: BenchReport): Table | null {
+  const rows = report.results.idle;
+  if (rows.length === 0) return null;
+  return {
+    title: 'C10K: idle keep-alive connections',
+    intro:
+      'Each connection sends one GET and reads the answer, then stays open and idle. Memory per connection = (server RSS with them held − RSS before) ÷ held. ' +
+      'PSS shares pages mapped by several processes among them (it matters for 01, whose processes share the node binary). ' +
+      '≈0: the server did not grow measurably (a garbage collection freed about as much as the connections took). ' +
+      `A new client then connects and GETs /index.html (median of ${report.settings.quick ? 3 : 5}).` +
+      (report.settings.quick ? ' (--quick: on the same start as the load scenarios, so "before" is after them.)' : ' Each level on a fresh start of the server.'),
+    header: ['server', 'held', 'RSS before', 'RSS held', 'KiB/conn (RSS)', 'KiB/conn (PSS)', 'processes / threads', 'fds', 'new client ms', 'notes'],
+    rows: rows.map((row) => [
+      labelOf(report, row.server),
+      `${whole(row.held)} of ${whole(row.requested)}`,
+      mib(row.rssBeforeKiB),
+      mib(row.rssHeldKiB),
+      row.rssPerConnectionKiB === null ? '—' : kib(row.rssPerConnectionKiB),
+      row.pssPerConnectionKiB === null ? '—' : kib(row.pssPerConnectionKiB),
+      `${whole(row.processes)} / ${whole(row.threads)}`,
+      whole(row.openFds),
+      milliseconds(row.newClientMs),
+      idleNotes(row),
+    ]),
+  };
+}
+
+function idleNotes(row: IdleRow): string {
+  const notes: string[] = [];
+  if (row.capped) notes.push('capped');
+  if (row.failed > 0) notes.push(`failed: ${row.failures}`);
+  if (row.notTried > 0) notes.push(`${whole(row.notTried)} not tried after that`);
+  if (row.dropped > 0) notes.push(`${whole(row.dropped)} closed by the server while held`);
+  if (row.newClientFailures !== '') notes.push(`new client: ${row.newClientFailures}`);
+  if (row.held < row.requested && row.serverSaid.length > 0) notes.push(`server said: “${row.serverSaid[0]}”`);
+  return notes.join('; ');
+}
+
+/** One row per server: the headline number of each scenario. */
+function summaryTable(report: BenchReport): Table {
+  const { load, idle } = report.results;
+  const find = (server: string, scenario: LoadScenario, connections: number) =>
+    load.find((row) => row.server === server && row.scenario === scenario && row.connections === connections);
+  const settings = report.settings;
+  const columns: { title: string; value: (server: string) => string }[] = [
+    ...settings.keepAliveConnections.map((connections) => ({
+      title: `keep-alive c=${connections} req/s`,
+      value: (server: string) => {
+        const row = find(server, 'keepalive', connections);
+        return row ? requestsPerSecond(row.load.requestsPerSecond) : '—';
+      },
+    })),
+    {
+      title: `close c=${settings.closeConnections} req/s`,
+      value: (server) => {
+        const row = find(server, 'close', settings.closeConnections);
+        return row ? requestsPerSecond(row.load.requestsPerSecond) : '—';
+      },
+    },
+    {
+      title: `${BIG_FILE_MIB} MiB file MiB/s`,
+      value: (server) => {
+        const row = find(server, 'bigfile', settings.bigFileConnections);
+        return row ? whole(row.load.mibPerSecond) : '—';
+      },
+    },
+    {
+      title: 'idle KiB/conn (held)',
+      value: (server) => {
+        const row = largestIdle(idle, server);
+        return row?.rssPerConnectionKiB == null ? '—' : `${kib(row.rssPerConnectionKiB)} (${whole(row.held)})`;
+      },
+    },
+    { title: 'new client ms', value: (server) => milliseconds(largestIdle(idle, server)?.newClientMs ?? null) },
+  ];
+  const measured = report.servers.filter((server) => load.some((row) => row.server === server.id) || idle.some((row) => row.server === server.id));
+  return {
+    title: 'Summary',
+    intro: 'Headline numbers; the tables below have latency, memory and CPU for each.',
+    header: ['server', ...columns.map((column) => column.title)],
+    rows: measured.map((server) => [server.label, ...columns.map((column) => column.value(server.id))]),
+  };
+}
+
+function largestIdle(rows: IdleRow[], server: string): IdleRow | undefined {
+  return rows.filter((row) => row.server === server).sort((a, b) => b.requested - a.requested)[0];
+}
+
+// ---- the targets ----------------------------------------------------------------------
+
+export interface TargetCheck {
+  target: string;
+  measured: string;
+  /** null: could not be measured in this run (a server or scenario missing). */
+  met: boolean | null;
+}
+
+export function checkTargets(report: BenchReport): TargetCheck[] {
+  const { load, idle } = report.results;
+  const rate = (server: string, scenario: LoadScenario, connections: number) =>
+    load.find((row) => row.server === server && row.scenario === scenario && row.connections === connections)?.load.requestsPerSecond;
+  const modelId = (prefix: string) => report.servers.find((server) => server.id.startsWith(prefix) && server.kind === 'model')?.id ?? `${prefix}…`;
+  const ratio = (target: string, server: string, reference: string, scenario: LoadScenario, connections: number, minimum: number): TargetCheck => {
+    const mine = rate(server, scenario, connections);
+    const theirs = rate(reference, scenario, connections);
+    if (mine === undefined || theirs === undefined || theirs === 0) {
+      return { target, measured: `not measured (${mine === undefined ? server : reference} has no row)`, met: null };
+    }
+    const times = mine / theirs;
+    const shown = times >= 100 ? whole(times) : times.toFixed(2);
+    return { target, measured: `${shown}× (${requestsPerSecond(mine)} vs ${requestsPerSecond(theirs)} req/s)`, met: times >= minimum };
+  };
+  const epoll = modelId('06');
+  const checks = [
+    ratio('06-epoll ≥ 1× nginx (1 worker), keep-alive c=100', epoll, 'nginx', 'keepalive', 100, 1),
+    ratio('05-select ≥ 0.8× nginx (1 worker), keep-alive c=100', modelId('05'), 'nginx', 'keepalive', 100, 0.8),
+    ratio('03-coroutine ≥ 1.5× node:http, keep-alive c=100', modelId('03'), 'node-http', 'keepalive', 100, 1.5),
+  ];
+  const c10k = idle.find((row) => row.server === epoll && row.requested === 10_000);
+  if (c10k === undefined) {
+    checks.push({ target: '06-epoll holds 10,000 idle connections at < 2 KiB RSS each', measured: 'not measured (no 10,000 run of 06)', met: null });
+    checks.push({ target: '06-epoll answers a new client in < 50 ms while holding 10,000', measured: 'not measured', met: null });
+  } else {
+    const perConnection = c10k.rssPerConnectionKiB;
+    checks.push({
+      target: '06-epoll holds 10,000 idle connections at < 2 KiB RSS each',
+      measured: `${whole(c10k.held)} held, ${perConnection === null ? '—' : kib(perConnection)} KiB each`,
+      met: c10k.held === 10_000 && c10k.dropped === 0 && perConnection !== null && perConnection < 2,
+    });
+    checks.push({
+      target: '06-epoll answers a new client in < 50 ms while holding 10,000',
+      measured: c10k.newClientMs === null ? `no answer (${c10k.newClientFailures})` : `${milliseconds(c10k.newClientMs)} ms`,
+      met: c10k.newClientMs !== null && c10k.newClientFailures === '' && c10k.newClientMs < 50,
+    });
+  }
+  for (const number of ['01', '02']) {
+    const closeConnections = report.settings.closeConnections;
+    checks.push(ratio(`${number} --pool ≥ 5× ${modelId(number)}, new connection per request`, `${number}-pool`, modelId(number), 'close', closeConnections, 5));
+  }
+  return checks;
+}
+
+function targetTable(report: BenchReport): Table {
+  const mark = (met: boolean | null) => (met === null ? '–' : met ? '✓' : '✗');
+  return {
+    title: 'Targets',
+    intro: 'Ratios between servers measured in this same run on this machine.',
+    header: ['target', 'measured', 'met'],
+    rows: checkTargets(report).map((check) => [check.target, check.measured, mark(check.met)]),
+  };
+}
+
+// ---- output ---------------------------------------------------------------------------
+
+function tables(report: BenchReport): Table[] {
+  const perScenario = (['keepalive', 'close', 'bigfile'] as const).map((scenario) => loadTable(report, scenario));
+  return [summaryTable(report), targetTable(report), ...perScenario, idleTable(report)].filter((table): table is Table => table !== null);
+}
+
+export function machineLine(report: BenchReport): string {
+  const { machine } = report;
+  return `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.system}, Node ${machine.node}`;
+}
+
+function settingsLine(report: BenchReport): string {
+  const { settings } = report;
+  const warmUp = settings.warmupSeconds > 0 ? `after a ${settings.warmupSeconds} s warm-up` : 'no warm-up';
+  return `${settings.quick ? 'quick run, ' : ''}${settings.seconds} s per measurement, ${warmUp}; scenarios: ${report.scenarios.join(', ')}`;
+}
+
+/** What each server is (caps, pool sizes, nginx's settings). */
+function serverNotes(report: BenchReport): string[] {
+  return report.servers.flatMap((server) => (server.note === null ? [] : [server.note]));
+}
+
+/** What was not measured, and why. */
+function skipNotes(report: BenchReport): string[] {
+  const lines = report.skipped.map((skip) => `${skip.id}: skipped — ${skip.reason}.`);
+  for (const skip of report.results.skips) lines.push(`${skip.server}${skip.scenario === 'all' ? '' : ` (${skip.scenario})`}: ${skip.reason}.`);
+  return [...new Set(lines)];
+}
+
+export function toMarkdown(report: BenchReport, chartFile: string): string {
+  const lines = [
+    '# Benchmark: six concurrency models side by side',
+    '',
+    `- **Machine:** ${machineLine(report)}`,
+    `- **Load generator:** ${report.generator.version} (its own CPU use is in each table: near 100% of a core means the client, not the server, was the limit)`,
+    `- **Run:** ${settingsLine(report)}; started ${report.startedAt}, took ${Math.round(report.seconds)} s`,
+    `- **Command:** \`${report.command}\``,
+    ...disturbedWarning(report),
+    '',
+    `![requests/s by model and concurrency; memory per idle connection](${chartFile})`,
+    '',
+  ];
+  for (const table of tables(report)) {
+    lines.push(`## ${table.title}`, '', table.intro, '', markdownTable(table), '');
+  }
+  lines.push('## Notes', '', ...[...serverNotes(report), ...skipNotes(report)].map((note) => `- ${note}`), '');
+  lines.push(
+    'CPU is in percent of one core (the tree of every process of the server, including children that already ended). ' +
+      '"Rest of machine" is the CPU everything else used meanwhile: other programs, and kernel work charged to no process; when it is high, the numbers of that row are disturbed. ' +
+      'RSS counts every page a process has in memory; for a tree it is the sum over its processes.',
+    '',
+  );
+  return lines.join('\n');
+}
+
+/** Columns of words, aligned left; all others hold numbers and align right. */
+const TEXT_COLUMNS = new Set(['measured', 'met', 'errors', 'notes']);
+
+function disturbedWarning(report: BenchReport): string[] {
+  const disturbed = report.results.load.filter((row) => restOfMachine(row) > DISTURBED_PERCENT).length;
+  if (disturbed === 0) return [];
+  return [`- **⚠ ${disturbed} of ${report.results.load.length} measurements** ran while other programs used more than half a core (column "rest of machine"), even after one retry: compare those with care, or run again on a quieter machine.`];
+}
+
+function markdownTable(table: Table): string {
+  const escape = (cell: string) => cell.replace(/\|/g, '\\|');
+  const row = (cells: string[]) => `| ${cells.map(escape).join(' | ')} |`;
+  const align = table.header.map((title, i) => (i === 0 || TEXT_COLUMNS.has(title) ? '---' : '---:'));
+  return [row(table.header), `|${align.join('|')}|`, ...table.rows.map(row)].join('\n');
+}
+
+export function toTerminal(report: BenchReport): string {
+  const out = [`Machine: ${machineLine(report)}`, `Load generator: ${report.generator.version}`, ''];
+  for (const table of tables(report)) out.push(table.title, textTable(table), '');
+  const skipped = skipNotes(report);
+  if (skipped.length > 0) out.push('Not measured, or trouble:', ...skipped.map((note) => `  ${note}`), '');
+  return out.join('\n');
+}
+
+function textTable(table: Table): string {
+  const all = [table.header, ...table.rows];
+  const widths = table.header.map((_, column) => Math.max(...all.map((row) => [...row[column]!].length)));
+  const line = (cells: string[]) =>
+    cells.map((cell, column) => (column === 0 || TEXT_COLUMNS.has(table.header[column]!) ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ').trimEnd();
+  return [line(table.header), widths.map((width) => '-'.repeat(width)).join('  '), ...table.rows.map(line)].join('\n');
+}

@@ -1,0 +1,200 @@
+/**
+ * bench/run.ts: `npm run bench`. The article's claims as measured numbers: the six models,
+ * their pool variants and two references (node:http, nginx with one worker) side by side, in
+ * one run on one machine.
+ *
+ *   npm run bench                          everything (about 12 minutes on 2 cores)
+ *   npm run bench -- --quick               everything, briefly (about a minute)
+ *   npm run bench -- --model 06,nginx --scenario keepalive
+ *
+ * Writes bench/results/latest.md (the report), latest.svg (the chart) and latest.json (every
+ * number), and prints the tables. Progress goes to stderr.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { killEverything } from './children.ts';
+import { renderChart } from './chart.ts';
+import { chooseGenerator } from './load.ts';
+import { describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
+import { SCENARIOS, planSteps, runServerSteps, type Results, type ScenarioName, type Settings, type Step } from './scenarios.ts';
+import { discoverServers, type ServerChoices } from './servers.ts';
+import { REPO_ROOT, prepareSite } from './site.ts';
+
+const HELP = `npm run bench -- [options]
+
+  --model NAME       only these servers (repeat, or a comma list): 01 … 06 or a full name
+                     such as 06-epoll, 01-pool / 02-pool (the --pool variants), node-http, nginx
+  --scenario NAME    only these scenarios: ${SCENARIOS.join(', ')}
+  --quick            1 s measurements, keep-alive at 10 and 100 connections, 1,000 idle
+                     connections, 01/02 capped at 10, one start per server (about a minute)
+  --duration S       seconds per measurement (default 5; 1 with --quick)
+  --pool N           workers for the --pool variants of 01 and 02 (default 16)
+  --generator NAME   wrk or autocannon (default: wrk when on PATH)
+  --out DIR          where latest.md, latest.svg and latest.json go (default bench/results)
+  --help             this text
+`;
+
+interface Options {
+  models: string[];
+  scenarios: ScenarioName[];
+  settings: Settings;
+  choices: ServerChoices;
+  generator: 'wrk' | 'autocannon' | undefined;
+  out: string;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = readFlags(argv);
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const list = (given: string[] | undefined) => (given ?? []).flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean);
+  const scenarios = list(values.scenario);
+  for (const scenario of scenarios) {
+    if (!(SCENARIOS as readonly string[]).includes(scenario)) usageError(`unknown scenario '${scenario}' (one of ${SCENARIOS.join(', ')})`);
+  }
+  if (values.generator !== undefined && values.generator !== 'wrk' && values.generator !== 'autocannon') usageError(`--generator is wrk or autocannon`);
+  const quick = values.quick === true;
+  return {
+    models: list(values.model),
+    scenarios: scenarios.length > 0 ? (scenarios as ScenarioName[]) : [...SCENARIOS],
+    settings: {
+      quick,
+      seconds: wholeNumber('--duration', values.duration, quick ? 1 : 5, 1, 600),
+      warmupSeconds: quick ? 1 : 2,
+      keepAliveConnections: quick ? [10, 100] : [1, 10, 100],
+      closeConnections: 10,
+      bigFileConnections: 4,
+      idleLevels: quick ? [1000] : [1000, 10_000],
+    },
+    choices: {
+      poolSize: wholeNumber('--pool', values.pool, 16, 1, 256),
+      processCap: quick ? 10 : 100,
+      threadCap: quick ? 10 : 100,
+    },
+    generator: values.generator as Options['generator'],
+    out: path.resolve(values.out ?? path.join(REPO_ROOT, 'bench', 'results')),
+  };
+}
+
+function readFlags(argv: string[]) {
+  try {
+    return parseArgs({
+      args: argv,
+      options: {
+        model: { type: 'string', multiple: true },
+        scenario: { type: 'string', multiple: true },
+        quick: { type: 'boolean' },
+        duration: { type: 'string' },
+        pool: { type: 'string' },
+        generator: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    usageError((error as Error).message.split('. ')[0]!); // "Unknown option '--bogus'"
+  }
+}
+
+function wholeNumber(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) usageError(`${flag} wants a whole number from ${min} to ${max}`);
+  return value;
+}
+
+function usageError(message: string): never {
+  process.stderr.write(`bench: ${message} (see --help)\n`);
+  process.exit(2);
+}
+
+/** `--model 01` picks 01-multiprocess and 01-pool; `--model 06-epoll` just that one. */
+function selected(id: string, selectors: string[]): boolean {
+  return selectors.length === 0 || selectors.some((selector) => id === selector || id.startsWith(`${selector}-`));
+}
+
+/** One line on stderr per step (rewritten in place on a terminal). */
+function progressReporter(total: number): (step: Step, detail: string) => void {
+  const started = Date.now();
+  let done = 0;
+  let last: Step | null = null;
+  return (step, detail) => {
+    if (last !== null && step !== last) done += 1;
+    last = step;
+    const elapsed = Math.round((Date.now() - started) / 1000);
+    const clock = `${Math.floor(elapsed / 60)}:${String(elapsed % 60).padStart(2, '0')}`;
+    const what = step.scenario === 'c10k' ? `c10k ${step.connections.toLocaleString('en')} idle` : `${step.scenario} c=${step.connections}`;
+    const line = `[${String(done + 1).padStart(String(total).length)}/${total} ${clock}] ${step.server.label} · ${what} · ${detail}`;
+    process.stderr.write(process.stderr.isTTY ? `\r\x1b[K${line}` : `${line}\n`);
+  };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const options = parseOptions(argv);
+  const generator = chooseGenerator(options.generator);
+  const wanted = (id: string) => selected(id, options.models);
+  const { servers: found, skipped: notFound } = await discoverServers(options.choices, wanted);
+  const servers = found.filter((server) => wanted(server.id));
+  const skipped = notFound.filter((skip) => wanted(skip.id));
+  if (servers.length === 0 && skipped.length === 0) usageError(`no server matches --model ${options.models.join(',')} (names: 01 … 06, 01-pool, 02-pool, node-http, nginx)`);
+  for (const skip of skipped) process.stderr.write(`bench: skipping ${skip.id}: ${skip.reason}\n`);
+
+  const { steps, skips } = planSteps(servers, options.scenarios, options.settings);
+  const results: Results = { load: [], idle: [], skips };
+  process.stderr.write(`bench: ${servers.length} servers, ${steps.length} measurements, load generator ${generator.version}\n`);
+
+  const site = prepareSite();
+  const stopEverything = () => {
+    killEverything();
+    site.remove();
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`\nbench: ${signal}: stopping every server and client it started\n`);
+      stopEverything();
+      process.exit(130);
+    });
+  }
+  const startedAt = new Date();
+  try {
+    const context = { site, settings: options.settings, generator, progress: progressReporter(steps.length), results };
+    for (const server of servers) {
+      await runServerSteps(server, steps.filter((step) => step.server === server), context);
+    }
+  } finally {
+    stopEverything();
+  }
+  if (process.stderr.isTTY) process.stderr.write('\n');
+
+  const report: BenchReport = {
+    command: commandLine(argv),
+    startedAt: startedAt.toISOString().replace(/\.\d+Z$/, 'Z'),
+    seconds: (Date.now() - startedAt.getTime()) / 1000,
+    machine: describeMachine(),
+    generator: { name: generator.name, version: generator.version },
+    settings: options.settings,
+    scenarios: options.scenarios,
+    smallPageBytes: site.smallPageBytes,
+    servers: servers.map(({ id, label, kind, note }) => ({ id, label, kind, note })),
+    skipped,
+    results,
+  };
+  mkdirSync(options.out, { recursive: true });
+  writeFileSync(path.join(options.out, 'latest.md'), toMarkdown(report, 'latest.svg'));
+  writeFileSync(path.join(options.out, 'latest.svg'), renderChart(report));
+  writeFileSync(path.join(options.out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(`\n${toTerminal(report)}`);
+  process.stdout.write(`Report: ${path.relative(process.cwd(), path.join(options.out, 'latest.md')) || 'latest.md'} (chart: latest.svg, numbers: latest.json)\n`);
+}
+
+function commandLine(argv: string[]): string {
+  const quoted = argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)).join(' ');
+  if (process.env.npm_lifecycle_event === 'bench') return `npm run bench${quoted ? ` -- ${quoted}` : ''}`;
+  return `npx tsx bench/run.ts${quoted ? ` ${quoted}` : ''}`;
+}
+
+await main();
