@@ -257,7 +257,11 @@ async function main(): Promise<void> {
     const [conn, address] = accepted;
     const job: ConnectionJob = { fd: conn.fd, who: formatAddress(address), acceptedAt: now() };
     if (pool) pool.serve(conn, job);
-    else startConnectionThread(conn, job, options);
+    // Starting a thread keeps a core busy for a few hundred milliseconds (see the header), so
+    // we start one at a time: the next clients wait in the kernel's listen queue meanwhile.
+    // That costs nothing in throughput on a machine with few cores, and it keeps Ctrl+C quick:
+    // Node can end a thread only once it has started, and would wait for every half-started one.
+    else await startConnectionThread(conn, job, options);
 
     // The article's 多进程 version closes new_socket here, because the child has its own copy.
     // We must NOT: threads share one descriptor table, so there is only one descriptor, and the
@@ -271,37 +275,44 @@ async function main(): Promise<void> {
  * threading.Thread(target=handle_request, args=(new_socket,)).start(): a new worker thread
  * running this same file, told which descriptor to serve.
  */
-function startConnectionThread(conn: Socket, job: ConnectionJob, options: ServerOptions): void {
+/** Resolves once the new thread serves the connection, or has failed to start. */
+function startConnectionThread(conn: Socket, job: ConnectionJob, options: ServerOptions): Promise<void> {
   let worker: Worker;
   try {
     worker = startTsWorker(import.meta.url, { options, job } satisfies WorkerStart);
   } catch (error) {
     refuse(conn, job.who, `no thread could start: ${describeError(error)}`);
-    return;
+    return Promise.resolve();
   }
   liveConnections.set(job.fd, worker);
 
-  // Who closes the descriptor? The worker, once it has said 'serving'. If it dies before that
-  // (it failed to start: out of memory, out of descriptors), the connection is still ours.
-  let serving = false;
-  let closed = false;
-  let failure: unknown = null;
-  worker.on('message', (message: WorkerReport) => {
-    if (message.kind === 'serving') serving = true;
-    if (message.kind === 'closed') closed = true;
-  });
-  worker.on('error', (error) => (failure = error));
-  // The thread has ended and its isolate's memory is returned. (Reports sent before the end
-  // are always delivered before 'exit'.)
-  worker.on('exit', () => {
-    // The number may already belong to a newer connection if the worker closed it a moment ago.
-    if (liveConnections.get(job.fd) === worker) liveConnections.delete(job.fd);
-    threadEnded();
-    if (!serving) refuse(conn, job.who, `its thread failed to start: ${describeError(failure)}`);
-    else if (!closed) {
-      log(`${job.who} its thread died (${describeError(failure)}): closing the connection`);
-      conn.close();
-    }
+  return new Promise((started) => {
+    // Who closes the descriptor? The worker, once it has said 'serving'. If it dies before that
+    // (it failed to start: out of memory, out of descriptors), the connection is still ours.
+    let serving = false;
+    let closed = false;
+    let failure: unknown = null;
+    worker.on('message', (message: WorkerReport) => {
+      if (message.kind === 'serving') {
+        serving = true;
+        started();
+      }
+      if (message.kind === 'closed') closed = true;
+    });
+    worker.on('error', (error) => (failure = error));
+    // The thread has ended and its isolate's memory is returned. (Reports sent before the end
+    // are always delivered before 'exit'.)
+    worker.on('exit', () => {
+      // The number may already belong to a newer connection if the worker closed it a moment ago.
+      if (liveConnections.get(job.fd) === worker) liveConnections.delete(job.fd);
+      threadEnded();
+      if (!serving) refuse(conn, job.who, `its thread failed to start: ${describeError(failure)}`);
+      else if (!closed) {
+        log(`${job.who} its thread died (${describeError(failure)}): closing the connection`);
+        conn.close();
+      }
+      started();
+    });
   });
 }
 

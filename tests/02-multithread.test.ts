@@ -12,10 +12,9 @@ import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
 import { lowestFreeFd, statusField, threadCount } from './helpers/proc.ts';
 import { makeServedRoot } from './helpers/served-root.ts';
-import { CountingAgent, RawClient, rawExchange } from './helpers/http-client.ts';
+import { CountingAgent, GET, RawClient, rawExchange } from './helpers/http-client.ts';
 import { isAlive, processTree, startModel, waitUntil, type RunningServer } from './helpers/server.ts';
 
-const GET = (target: string) => `GET ${target} HTTP/1.1\r\nHost: test\r\n\r\n`;
 
 /** A number field of /proc/PID/status, e.g. "Threads" or "VmRSS" (kB). */
 
@@ -201,6 +200,23 @@ describeModel('02-multithread.ts', {
         for (const pid of tree) assert.equal(isAlive(pid), false, `process ${pid} outlived the server`);
       } finally {
         for (const client of clients) client.close();
+      }
+    });
+
+    test('Ctrl+C during a crowd of new connections (threads still starting) stops promptly', async (t) => {
+      const crowded = await startModel(t, '02-multithread.ts', { args: ['--idle-timeout', '60'] });
+      const baseline = threadCount(crowded.pid);
+      const crowd = await Promise.all(Array.from({ length: 100 }, () => RawClient.connect(crowded.port)));
+      try {
+        await Promise.all(crowd.map((client) => client.send(GET('/hello.txt'))));
+        // Let threads get going: a few have started, more are on their way.
+        await waitUntil(() => threadCount(crowded.pid) >= baseline + 6, 10_000);
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        // Starting 100 isolates at once would take many seconds of CPU, and Node waits for
+        // every half-started thread before it exits: so the model starts one at a time.
+        await crowded.stop('SIGINT'); // throws if SIGKILL was needed
+      } finally {
+        for (const client of crowd) client.close();
       }
     });
 
