@@ -47,6 +47,8 @@ const connectionProcesses = (pid: number) => childrenOf(pid).filter((child) => c
 const poolWorkers = (pid: number) => childrenOf(pid).filter((child) => commandLine(child).includes('--listener-fd'));
 
 describeModel('01-multiprocess.ts', {
+  // It blocks inside accept(), which reserves a descriptor before it waits.
+  emfile: 'paused-or-refused',
   lessons({ server, site }) {
     test('the parent closes its copy of every connection: 20 clients later it holds no more descriptors', async () => {
       const { pid, port } = server();
