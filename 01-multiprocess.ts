@@ -50,7 +50,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { announce, exitOnListenError, onShutdown, parseCommandLine, type ExtraFlag } from './shared/cli.ts';
 import { configureLog, debug, describeError, isVerbose, log } from './shared/log.ts';
 import { SHUT_WR, Socket, dieWithParent, formatAddress, isOSError, type Address } from './shared/libc.ts';
-import { handleRequest } from './shared/handle-request.ts';
+import { handleRequest, serviceUnavailable } from './shared/handle-request.ts';
 import { Outbox } from './shared/outbox.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { StaticSite } from './shared/static-site.ts';
@@ -190,18 +190,12 @@ function startConnectionProcess(conn: Socket, address: Address, children: Set<Ch
   });
 }
 
-const UNAVAILABLE_BODY = '503 Service Unavailable\n';
-const SERVICE_UNAVAILABLE = Buffer.from(
-  'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n' +
-    `Content-Length: ${UNAVAILABLE_BODY.length}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n${UNAVAILABLE_BODY}`,
-  'latin1',
-);
-
 /** Tell a client we cannot serve it now. Never blocks the parent: one non-blocking send. */
 function refuse(conn: Socket): void {
   try {
     conn.setblocking(false);
-    conn.send(SERVICE_UNAVAILABLE); // a fresh connection's send buffer has room for this
+    // A fresh connection's send buffer has room for this short answer.
+    conn.send(serviceUnavailable('no process could be started for this connection').bytes);
     conn.shutdown(SHUT_WR);
   } catch {
     // The client is already gone; the caller closes our descriptor either way.

@@ -35,7 +35,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { announce, exitOnListenError, onShutdown, parseCommandLine } from './shared/cli.ts';
-import { debug, describeError, isVerbose, log } from './shared/log.ts';
+import { debug, describeError, formatAddress, isVerbose, log } from './shared/log.ts';
 import { handleRequest, type FileBody } from './shared/handle-request.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { StaticSite } from './shared/static-site.ts';
@@ -171,8 +171,7 @@ class CoroutineSocket {
 // ---------------------------------------------------------------------------------------
 
 function describePeer(socket: net.Socket): string {
-  const host = socket.remoteAddress ?? '?';
-  return host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
+  return formatAddress({ host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 });
 }
 
 async function serveClient(socket: net.Socket): Promise<void> {

@@ -130,14 +130,22 @@ function check(syscall: string, result: number): number {
   return result;
 }
 
-/** Like check(), but a call interrupted by a signal (EINTR) is simply made again. */
-function retryOnInterrupt(syscall: string, call: () => number): number {
-  for (;;) {
-    const result = call();
-    if (result >= 0) return result;
-    const errno = koffi.errno();
-    if (errno !== osConstants.errno.EINTR) throw new OSError(syscall, errno);
-  }
+/**
+ * After a call returned -1: throw its OSError, unless a signal merely interrupted it (EINTR),
+ * in which case the caller makes the same call again. (A plain loop at each call site rather
+ * than a helper taking a callback: recv and send are on every request's path.)
+ */
+function throwUnlessInterrupted(syscall: string): void {
+  const errno = koffi.errno();
+  if (errno !== osConstants.errno.EINTR) throw new OSError(syscall, errno);
+}
+
+/** struct timeval { long tv_sec; long tv_usec; } for a duration in milliseconds. */
+function timeval(ms: number): Buffer {
+  const value = Buffer.alloc(16);
+  value.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
+  value.writeBigInt64LE(BigInt((ms % 1000) * 1000), 8);
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -148,10 +156,9 @@ export interface Address {
   port: number;
 }
 
-/** "127.0.0.1:5000" or "[::1]:5000". */
-export function formatAddress({ host, port }: Address): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
+// formatAddress() lives in log.ts (03-coroutine uses it without loading koffi); the models
+// import it from here, beside the Address it formats.
+export { formatAddress } from './log.ts';
 
 const SOCKADDR_STORAGE_SIZE = 128;
 
@@ -276,8 +283,11 @@ export class Socket {
   accept(): [Socket, Address] {
     const address = Buffer.alloc(SOCKADDR_STORAGE_SIZE);
     const length = [SOCKADDR_STORAGE_SIZE];
-    const fd = retryOnInterrupt('accept4', () => c.accept4(this.fd, address, length, SOCK_CLOEXEC));
-    return [new Socket(fd), decodeAddress(address)];
+    for (;;) {
+      const fd = c.accept4(this.fd, address, length, SOCK_CLOEXEC);
+      if (fd >= 0) return [new Socket(fd), decodeAddress(address)];
+      throwUnlessInterrupted('accept4');
+    }
   }
 
   /**
@@ -299,7 +309,11 @@ export class Socket {
 
   /** recv(2) into `buffer`; returns the byte count, 0 when the peer has closed. */
   recvInto(buffer: Buffer, length = buffer.length): number {
-    return retryOnInterrupt('recv', () => Number(c.recv(this.fd, buffer, length, 0)));
+    for (;;) {
+      const count = Number(c.recv(this.fd, buffer, length, 0));
+      if (count >= 0) return count;
+      throwUnlessInterrupted('recv');
+    }
   }
 
   /** recv(2) up to `size` bytes; an empty Buffer means the peer closed (Python's b''). */
@@ -314,7 +328,11 @@ export class Socket {
    */
   send(data: Buffer): number {
     if (data.length === 0) return 0;
-    return retryOnInterrupt('send', () => Number(c.send(this.fd, data, data.length, MSG_NOSIGNAL)));
+    for (;;) {
+      const sent = Number(c.send(this.fd, data, data.length, MSG_NOSIGNAL));
+      if (sent >= 0) return sent;
+      throwUnlessInterrupted('send');
+    }
   }
 
   /** Python's sendall(): on a blocking socket, send until every byte is taken. */
@@ -328,7 +346,11 @@ export class Socket {
    */
   sendfile(fileFd: number, offset: number, count: number): number {
     const position = [offset];
-    return retryOnInterrupt('sendfile', () => Number(c.sendfile(this.fd, fileFd, position, count)));
+    for (;;) {
+      const sent = Number(c.sendfile(this.fd, fileFd, position, count));
+      if (sent >= 0) return sent;
+      throwUnlessInterrupted('sendfile');
+    }
   }
 
   /** Python's setblocking(): flip O_NONBLOCK with fcntl(2). */
@@ -343,11 +365,9 @@ export class Socket {
    * EAGAIN, so a silent client cannot hold a process or thread forever.
    */
   settimeout(ms: number): void {
-    const timeval = Buffer.alloc(16); // struct timeval { long tv_sec; long tv_usec; }
-    timeval.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
-    timeval.writeBigInt64LE(BigInt((ms % 1000) * 1000), 8);
-    check('setsockopt', c.setsockopt(this.fd, SOL_SOCKET, SO_RCVTIMEO, timeval, 16));
-    check('setsockopt', c.setsockopt(this.fd, SOL_SOCKET, SO_SNDTIMEO, timeval, 16));
+    const limit = timeval(ms);
+    check('setsockopt', c.setsockopt(this.fd, SOL_SOCKET, SO_RCVTIMEO, limit, limit.length));
+    check('setsockopt', c.setsockopt(this.fd, SOL_SOCKET, SO_SNDTIMEO, limit, limit.length));
   }
 
   /**
@@ -412,13 +432,9 @@ export class FdSet {
  * go round its loop, where the signal's JavaScript handler gets its turn.
  */
 export function select(nfds: number, readfds: FdSet | null, writefds: FdSet | null, exceptfds: FdSet | null, timeoutMs: number | null): number {
-  let timeval: Buffer | null = null;
-  if (timeoutMs !== null) {
-    timeval = Buffer.alloc(16);
-    timeval.writeBigInt64LE(BigInt(Math.floor(timeoutMs / 1000)), 0);
-    timeval.writeBigInt64LE(BigInt((timeoutMs % 1000) * 1000), 8);
-  }
-  const ready = c.select(nfds, readfds?.bits ?? null, writefds?.bits ?? null, exceptfds?.bits ?? null, timeval);
+  // Linux rewrites the timeout with the time left, so it is built afresh for every call.
+  const timeout = timeoutMs === null ? null : timeval(timeoutMs);
+  const ready = c.select(nfds, readfds?.bits ?? null, writefds?.bits ?? null, exceptfds?.bits ?? null, timeout);
   if (ready < 0) {
     const errno = koffi.errno();
     if (errno === osConstants.errno.EINTR) {

@@ -28,6 +28,11 @@ export function isVerbose(): boolean {
   return verboseEnabled;
 }
 
+/** A peer for a log line: "127.0.0.1:5000", or "[::1]:5000" for IPv6. */
+export function formatAddress({ host, port }: { host: string; port: number }): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** The message of anything thrown, without a stack trace. */
 export function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

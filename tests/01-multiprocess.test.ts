@@ -11,11 +11,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import fetch from 'node-fetch';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
 import { lowestFreeFd, openFdCount } from './helpers/proc.ts';
-import { CountingAgent, GET, RawClient, rawExchange } from './helpers/http-client.ts';
+import { GET, RawClient, fetchWithKeepAlive, rawExchange } from './helpers/http-client.ts';
 import { isAlive, isZombie, processTree, startModel, waitUntil } from './helpers/server.ts';
 
 function commandLine(pid: number): string {
@@ -129,17 +128,9 @@ describeModel('01-multiprocess.ts', {
       const ours = processTree(pool.pid).filter((p) => commandLine(p).includes('01-multiprocess.ts'));
       assert.equal(ours.length, 3);
 
-      const agent = new CountingAgent();
-      try {
-        for (const target of ['/', '/hello.txt', '/style.css']) {
-          const response = await fetch(new URL(target, pool.url), { agent });
-          assert.equal(response.status, 200);
-          await response.arrayBuffer();
-        }
-        assert.equal(agent.connectionsOpened, 1, 'keep-alive: one connection for three requests');
-      } finally {
-        agent.destroy();
-      }
+      const keepAlive = await fetchWithKeepAlive(pool.url, ['/', '/hello.txt', '/style.css']);
+      assert.deepEqual(keepAlive.statuses, [200, 200, 200]);
+      assert.equal(keepAlive.connectionsOpened, 1, 'keep-alive: one connection for three requests');
       const clients = await Promise.all([0, 1, 2, 3].map(() => rawExchange(pool.port, GET('/hello.txt', 'Connection: close\r\n'))));
       assert.deepEqual(clients.map((response) => response.status), [200, 200, 200, 200]);
       assert.equal(poolWorkers(pool.pid).length, 2, 'connections must not start processes');

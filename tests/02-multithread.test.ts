@@ -7,12 +7,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import fetch from 'node-fetch';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
 import { lowestFreeFd, statusField, threadCount } from './helpers/proc.ts';
 import { makeServedRoot } from './helpers/served-root.ts';
-import { CountingAgent, GET, RawClient, rawExchange } from './helpers/http-client.ts';
+import { GET, RawClient, fetchWithKeepAlive, rawExchange } from './helpers/http-client.ts';
 import { isAlive, processTree, startModel, waitUntil, type RunningServer } from './helpers/server.ts';
 
 
@@ -227,17 +226,9 @@ describeModel('02-multithread.ts', {
       await sequentialExchanges(pooled.port, 1);
       const baseline = threadCount(pooled.pid);
 
-      const agent = new CountingAgent();
-      try {
-        for (const target of ['/', '/hello.txt', '/style.css']) {
-          const response = await fetch(new URL(target, pooled.url), { agent });
-          assert.equal(response.status, 200);
-          await response.arrayBuffer();
-        }
-        assert.equal(agent.connectionsOpened, 1);
-      } finally {
-        agent.destroy();
-      }
+      const keepAlive = await fetchWithKeepAlive(pooled.url, ['/', '/hello.txt', '/style.css']);
+      assert.deepEqual(keepAlive.statuses, [200, 200, 200]);
+      assert.equal(keepAlive.connectionsOpened, 1);
       await sequentialExchanges(pooled.port, 6);
       assert.ok(threadCount(pooled.pid) <= baseline, `threads grew from ${baseline} to ${threadCount(pooled.pid)}`);
 

@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import http from 'node:http';
+import fetch from 'node-fetch';
 
 /** The text of a minimal HTTP/1.1 GET, with optional extra header lines (each ending in CRLF). */
 export function GET(target: string, extraHeaderLines = ''): string {
@@ -125,7 +126,7 @@ export async function rawExchange(port: number, request: string | Buffer, option
 }
 
 /** A keep-alive agent for node-fetch that counts the TCP connections it had to open. */
-export class CountingAgent extends http.Agent {
+class CountingAgent extends http.Agent {
   connectionsOpened = 0;
 
   constructor() {
@@ -146,4 +147,30 @@ export async function openIdleConnections(port: number, count: number, batch = 1
     clients.push(...(await Promise.all(Array.from({ length: size }, () => RawClient.connect(port)))));
   }
   return clients;
+}
+
+export interface KeepAliveResult {
+  /** TCP connections node-fetch had to open for all the requests (1 when keep-alive works). */
+  connectionsOpened: number;
+  statuses: number[];
+  /** The Connection header of each response. */
+  connectionHeaders: (string | null)[];
+}
+
+/** GET each target in turn with node-fetch over one keep-alive agent, reading every body. */
+export async function fetchWithKeepAlive(baseUrl: string, targets: string[]): Promise<KeepAliveResult> {
+  const agent = new CountingAgent();
+  const result: KeepAliveResult = { connectionsOpened: 0, statuses: [], connectionHeaders: [] };
+  try {
+    for (const target of targets) {
+      const response = await fetch(new URL(target, baseUrl), { agent });
+      result.statuses.push(response.status);
+      result.connectionHeaders.push(response.headers.get('connection'));
+      await response.arrayBuffer();
+    }
+    result.connectionsOpened = agent.connectionsOpened;
+    return result;
+  } finally {
+    agent.destroy();
+  }
 }

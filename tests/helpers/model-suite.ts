@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import fetch from 'node-fetch';
 import { $ } from 'zx';
-import { GET, RawClient, CountingAgent, rawExchange } from './http-client.ts';
+import { GET, RawClient, fetchWithKeepAlive, rawExchange } from './http-client.ts';
 import { makeServedRoot, type ServedRoot } from './served-root.ts';
 import { cpuTicks, lowestFreeFd } from './proc.ts';
 import { REPO_ROOT, isAlive, processTree, startModel, type RunningServer } from './server.ts';
@@ -87,18 +87,10 @@ export function describeModel(file: string, options: ModelSuiteOptions = {}): vo
     });
 
     test('keep-alive: two fetches reuse one TCP connection', async () => {
-      const agent = new CountingAgent();
-      try {
-        for (const target of ['/', '/hello.txt']) {
-          const response = await fetch(new URL(target, server.url), { agent });
-          assert.equal(response.status, 200);
-          assert.equal(response.headers.get('connection'), 'keep-alive');
-          await response.arrayBuffer();
-        }
-        assert.equal(agent.connectionsOpened, 1);
-      } finally {
-        agent.destroy();
-      }
+      const result = await fetchWithKeepAlive(server.url, ['/', '/hello.txt']);
+      assert.deepEqual(result.statuses, [200, 200]);
+      assert.deepEqual(result.connectionHeaders, ['keep-alive', 'keep-alive']);
+      assert.equal(result.connectionsOpened, 1);
     });
 
     test('pipelining: three requests in one write get three answers, in order', async () => {
