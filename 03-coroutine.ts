@@ -24,7 +24,7 @@
  *   - `ps -T -p PID`: the same handful of Node threads whether 1 or 1000 clients are connected
  *     (compare 02-multithread.ts). A coroutine costs a few hundred bytes, not a thread or a process.
  *   - `ls -l /proc/PID/fd`: one socket per connected client, nothing else grows.
- *   - `strace -f -e trace=epoll_wait,accept4,read,writev -p PID`: libuv's loop, the one that
+ *   - `strace -f -e trace=epoll_pwait,accept4,read,write -p PID`: libuv's loop, the one that
  *     05-select.ts and 06-epoll.ts write by hand, doing the waiting for every coroutine at once.
  *   - A download of a big file with a slow reader (`curl --limit-rate 100k`) parks only its own
  *     coroutine: everybody else is still answered at once.
