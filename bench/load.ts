@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { exited, spawnChild, stopTree } from './children.ts';
-import { parseStat, percentOfCore } from './proc.ts';
+import { CLOCK_TICKS_PER_SECOND, parseStat, percentOfCore } from './proc.ts';
 
 export interface LoadSpec {
   url: string;
@@ -37,6 +37,8 @@ export interface LoadResult {
   errorSummary: string;
   /** CPU the generator itself used, in percent of one core. */
   generatorCpuPercent: number;
+  /** The same as CPU seconds (user + system), to set beside the server's per request. */
+  generatorCpuSeconds: number;
 }
 
 export interface LoadGenerator {
@@ -96,6 +98,7 @@ function wrk(banner: string): LoadGenerator {
         p99Ms: summary.p99Us! / 1000,
         ...errorsOf(counts),
         generatorCpuPercent: run.cpuPercent,
+        generatorCpuSeconds: run.cpuSeconds,
       };
     },
   };
@@ -127,6 +130,7 @@ function autocannon(): LoadGenerator {
         p99Ms: summary.latency.p99,
         ...errorsOf(counts),
         generatorCpuPercent: run.cpuPercent,
+        generatorCpuSeconds: run.cpuSeconds,
       };
     },
   };
@@ -147,6 +151,7 @@ async function nodeClient(spec: LoadSpec): Promise<LoadResult> {
     p99Ms: summary.p99Ms,
     ...errorsOf(Object.entries(summary.errors).map(([what, count]) => [count, what])),
     generatorCpuPercent: run.cpuPercent,
+    generatorCpuSeconds: run.cpuSeconds,
   };
 }
 
@@ -172,6 +177,7 @@ interface MeasuredRun {
   stdout: string;
   stderr: string;
   cpuPercent: number;
+  cpuSeconds: number;
 }
 
 /**
@@ -194,7 +200,7 @@ async function runMeasured(command: string, args: string[], seconds: number): Pr
   const statLine = stderr.trimEnd().split('\n').pop() ?? '';
   const shellStat = /^\d+ \(/.test(statLine) ? parseStat(0, statLine) : null;
   const childTicks = shellStat === null ? 0 : shellStat.cpuTicks;
-  return { stdout, stderr: stderr.slice(0, stderr.lastIndexOf(statLine)), cpuPercent: percentOfCore(childTicks, elapsed) };
+  return { stdout, stderr: stderr.slice(0, stderr.lastIndexOf(statLine)), cpuPercent: percentOfCore(childTicks, elapsed), cpuSeconds: childTicks / CLOCK_TICKS_PER_SECOND };
 }
 
 function lastJsonLine(stdout: string, run: MeasuredRun): string {

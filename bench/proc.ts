@@ -120,6 +120,8 @@ export interface WindowUsage {
   peakRssKiB: number;
   /** CPU used during the window, in percent of one core (200 = both cores of a 2-core machine). */
   cpuPercent: number;
+  /** The same as seconds of CPU time (user + system, the whole tree): divided by the requests served, the cost of one. */
+  cpuSeconds: number;
   /** CPU the whole machine used meanwhile (every process, and kernel work), same unit. */
   machineCpuPercent: number;
   peakProcesses: number;
@@ -163,6 +165,7 @@ export class UsageWindow {
     return {
       peakRssKiB: this.#peak.rssKiB,
       cpuPercent: percentOfCore(end.cpuTicks - this.#startTicks, seconds),
+      cpuSeconds: (end.cpuTicks - this.#startTicks) / CLOCK_TICKS_PER_SECOND,
       machineCpuPercent: percentOfCore(machineBusyTicks() - this.#startMachineTicks, seconds),
       peakProcesses: this.#peak.processes,
       peakThreads: this.#peak.threads,

@@ -1,16 +1,18 @@
 /**
- * bench/run.ts: `npm run bench`. The article's claims as measured numbers: the six models,
- * their pool variants and two references (node:http, nginx with one worker) side by side, in
- * one run on one machine.
+ * bench/run.ts: `npm run bench`. The article's claims as measured numbers: the models, their
+ * pool variants and the references (node:http; nginx with one worker, as it comes and with
+ * open_file_cache; a C epoll loop, the ceiling) side by side, in one run on one machine.
  *
- *   npm run bench                          everything (about 12 minutes on 2 cores)
- *   npm run bench -- --quick               nearly everything, briefly (about a minute and a half)
- *   npm run bench -- --model 06,nginx --scenario keepalive
+ *   npm run bench                          everything (about 14 minutes on 2 cores)
+ *   npm run bench -- --quick               nearly everything, briefly (about two minutes)
+ *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
+ *   npm run bench -- --update-readme       copy the last results into both READMEs
  *
  * Writes bench/results/latest.md (the report), latest.svg (the chart) and latest.json (every
- * number), and prints the tables. Progress goes to stderr.
+ * number), and prints the tables; a full run also refreshes the summary in README.md and
+ * README.zh-CN.md (bench/readme.ts). Progress goes to stderr.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { killEverything } from './children.ts';
@@ -18,20 +20,25 @@ import { renderChart } from './chart.ts';
 import { chooseGenerator } from './load.ts';
 import { describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
 import { SCENARIOS, planSteps, runServerSteps, type Results, type ScenarioName, type Settings, type Step } from './scenarios.ts';
-import { discoverServers, type ServerChoices } from './servers.ts';
+import { updateReadmes } from './readme.ts';
+import { MODELS, REFERENCE_IDS, discoverServers, type ServerChoices } from './servers.ts';
 import { REPO_ROOT, prepareSite } from './site.ts';
 
 const HELP = `npm run bench -- [options]
 
-  --model NAME       only these servers (repeat, or a comma list): 01 … 06 or a full name
-                     such as 06-epoll, 01-pool / 02-pool (the --pool variants), node-http, nginx
+  --model NAME       only these servers (repeat, or a comma list): a number (${MODELS[0]!.number} … ${MODELS.at(-1)!.number}), a full
+                     name such as 06-epoll, 01-pool / 02-pool (the --pool variants), or a reference:
+                     ${REFERENCE_IDS.join(', ')} (a name also picks those it prefixes: nginx
+                     is both nginx rows, c is c-ceiling)
   --scenario NAME    only these scenarios: ${SCENARIOS.join(', ')}
-  --quick            1 s measurements, keep-alive at 10 and 100 connections, 1,000 idle, no large file
-                     connections, 01/02 capped at 10, one start per server (about a minute)
+  --quick            1 s measurements, keep-alive at 10 and 100 connections, 1,000 idle, no large file,
+                     01/02 capped at 10, one start per server (about two minutes)
   --duration S       seconds per measurement (default 5; 1 with --quick)
   --pool N           workers for the --pool variants of 01 and 02 (default 16)
   --generator NAME   wrk or autocannon (default: wrk when on PATH)
   --out DIR          where latest.md, latest.svg and latest.json go (default bench/results)
+  --update-readme    measure nothing: copy the summary and targets of DIR/latest.json into
+                     README.md and README.zh-CN.md (a full run does this by itself)
   --help             this text
 `;
 
@@ -42,6 +49,9 @@ interface Options {
   choices: ServerChoices;
   generator: 'wrk' | 'autocannon' | undefined;
   out: string;
+  /** Every server and scenario at full length, into bench/results: its numbers go into the READMEs. */
+  full: boolean;
+  updateReadmeOnly: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -77,6 +87,8 @@ function parseOptions(argv: string[]): Options {
     },
     generator: values.generator as Options['generator'],
     out: path.resolve(values.out ?? path.join(REPO_ROOT, 'bench', 'results')),
+    full: !quick && values.model === undefined && values.scenario === undefined && values.duration === undefined && values.pool === undefined && values.out === undefined,
+    updateReadmeOnly: values['update-readme'] === true,
   };
 }
 
@@ -92,6 +104,7 @@ function readFlags(argv: string[]) {
         pool: { type: 'string' },
         generator: { type: 'string' },
         out: { type: 'string' },
+        'update-readme': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -136,12 +149,13 @@ function progressReporter(total: number): (step: Step, detail: string) => void {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const options = parseOptions(argv);
+  if (options.updateReadmeOnly) return updateReadmesFrom(path.join(options.out, 'latest.json'));
   const generator = chooseGenerator(options.generator);
   const wanted = (id: string) => selected(id, options.models);
   const { servers: found, skipped: notFound } = await discoverServers(options.choices, wanted);
   const servers = found.filter((server) => wanted(server.id));
   const skipped = notFound.filter((skip) => wanted(skip.id));
-  if (servers.length === 0 && skipped.length === 0) usageError(`no server matches --model ${options.models.join(',')} (names: 01 … 06, 01-pool, 02-pool, node-http, nginx)`);
+  if (servers.length === 0 && skipped.length === 0) usageError(`no server matches --model ${options.models.join(',')} (names: ${MODELS.map((model) => model.number).join(', ')}, 01-pool, 02-pool, ${REFERENCE_IDS.join(', ')})`);
   for (const skip of skipped) process.stderr.write(`bench: skipping ${skip.id}: ${skip.reason}\n`);
 
   const { steps, skips } = planSteps(servers, options.scenarios, options.settings);
@@ -190,6 +204,14 @@ async function main(): Promise<void> {
   writeFileSync(path.join(options.out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
   process.stdout.write(`\n${toTerminal(report)}`);
   process.stdout.write(`Report: ${path.relative(process.cwd(), path.join(options.out, 'latest.md')) || 'latest.md'} (chart: latest.svg, numbers: latest.json)\n`);
+  if (options.full) for (const line of updateReadmes(report)) process.stdout.write(`${line}\n`);
+}
+
+/** --update-readme: the READMEs from the numbers of the last run, measuring nothing. */
+function updateReadmesFrom(file: string): void {
+  if (!existsSync(file)) usageError(`${path.relative(process.cwd(), file)} does not exist yet: run the bench first`);
+  const report = JSON.parse(readFileSync(file, 'utf8')) as BenchReport;
+  for (const line of updateReadmes(report)) process.stdout.write(`${line}\n`);
 }
 
 function commandLine(argv: string[]): string {

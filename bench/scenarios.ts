@@ -100,11 +100,14 @@ export function planSteps(servers: ServerSpec[], scenarios: readonly ScenarioNam
   const skips: Skip[] = [];
   for (const server of servers) {
     const limit = server.cap?.connections ?? Infinity;
+    for (const scenario of scenarios.filter((name) => server.only !== null && !server.only.scenarios.includes(name))) {
+      skips.push({ server: server.id, scenario, reason: `not measured: ${server.only!.why}` });
+    }
     const add = (scenario: ScenarioName, connections: number) => {
       if (connections <= limit) return steps.push({ server, scenario, connections });
       skips.push({ server: server.id, scenario, reason: `c=${connections} not measured, over its cap of ${limit}: ${server.cap!.why}` });
     };
-    for (const scenario of scenarios) {
+    for (const scenario of scenarios.filter((name) => server.only === null || server.only.scenarios.includes(name))) {
       if (scenario === 'keepalive') settings.keepAliveConnections.forEach((count) => add(scenario, count));
       if (scenario === 'close') add(scenario, settings.closeConnections);
       if (scenario === 'bigfile') add(scenario, settings.bigFileConnections);

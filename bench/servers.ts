@@ -1,12 +1,16 @@
 /**
  * bench/servers.ts: which servers take part, how each is started and stopped.
  *
- * The six models run as a reader runs them (`node --import tsx 06-epoll.ts --port 0 …`), and
+ * The models run as a reader runs them (`node --import tsx 06-epoll.ts --port 0 …`), and
  * the bench learns the port and pid from the start line every model prints. The references:
- * a plain node:http server (bench/references/node-http.ts) and, when installed, nginx with
- * one worker, the server every reader knows.
+ * a plain node:http server (bench/references/node-http.ts); when installed, nginx with one
+ * worker, the server every reader knows, as it comes and with `open_file_cache` (its usual
+ * setting for static files); and, when a C compiler is at hand, the C ceiling
+ * (bench/references/c-epoll-ceiling.c): the least one thread can spend per request.
+ *
+ * A new model takes one line in MODELS below.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
@@ -14,7 +18,8 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { delay, exited, spawnChild, stopTree } from './children.ts';
 import { waitUntilQuiet } from './proc.ts';
-import { REPO_ROOT, type Site } from './site.ts';
+import type { ScenarioName } from './scenarios.ts';
+import { REPO_ROOT, SMALL_PAGE, type Site } from './site.ts';
 
 export interface RunningServer {
   url: string;
@@ -28,7 +33,7 @@ export interface RunningServer {
 }
 
 export interface ServerSpec {
-  /** What `--model` matches: '06-epoll', '01-pool', 'node-http', 'nginx'. */
+  /** What `--model` matches: '06-epoll', '01-pool', 'node-http', 'nginx', 'nginx-cache', 'c-ceiling'. */
   id: string;
   /** As shown in the report: '01-multiprocess --pool 16'. */
   label: string;
@@ -44,6 +49,8 @@ export interface ServerSpec {
    * a warm-up carries over to the next connection, so the bench skips it.
    */
   freshWorkerPerConnection: boolean;
+  /** Only these scenarios make sense for this server (null: all), and why. */
+  only: { scenarios: ScenarioName[]; why: string } | null;
   /** Said in the report under the tables. */
   note: string | null;
   launch(site: Site): Promise<RunningServer>;
@@ -71,7 +78,7 @@ interface ModelEntry {
   capWhy?: string;
 }
 
-const MODELS: ModelEntry[] = [
+export const MODELS: ModelEntry[] = [
   { number: '01', name: '01-multiprocess', cap: 'processCap', capWhy: 'a process per connection' },
   { number: '02', name: '02-multithread', cap: 'threadCap', capWhy: 'a thread per connection' },
   { number: '03', name: '03-coroutine' },
@@ -79,6 +86,9 @@ const MODELS: ModelEntry[] = [
   { number: '05', name: '05-select' },
   { number: '06', name: '06-epoll' },
 ];
+
+/** What `--model` accepts besides the models' numbers and names (for --help and errors). */
+export const REFERENCE_IDS = ['node-http', 'nginx', 'nginx-cache', 'c-ceiling'] as const;
 
 /** Every server this machine can run, in report order, and the ones it cannot (with why). */
 export async function discoverServers(choices: ServerChoices, wanted: (id: string) => boolean): Promise<{ servers: ServerSpec[]; skipped: Skipped[] }> {
@@ -105,6 +115,7 @@ export async function discoverServers(choices: ServerChoices, wanted: (id: strin
       kind: 'model',
       cap,
       freshWorkerPerConnection: cap !== null,
+      only: null,
       note: cap === null ? null : `${id}: capped at ${cap.connections.toLocaleString('en')} connections in every scenario (${model.capWhy}).`,
       launch: (site) => launchScript(file, [], site),
     });
@@ -118,35 +129,72 @@ export async function discoverServers(choices: ServerChoices, wanted: (id: strin
       label: `${id} --pool ${choices.poolSize}`,
       kind: 'pool',
       freshWorkerPerConnection: false,
+      only: null,
       cap: { connections: choices.poolSize, why: `its ${choices.poolSize} workers serve ${choices.poolSize} connections at a time, and the others wait as long as those stay open` },
       note: `${id} --pool ${choices.poolSize}: ${choices.poolSize} workers started up front, each serving one connection at a time.`,
       launch: (site) => launchScript(file, poolArgs, site),
     });
   });
-  servers.push({
-    id: 'node-http',
-    label: 'node:http (reference)',
+  servers.push(...referenceServers(wanted, skipped));
+  return { servers, skipped };
+}
+
+/** node:http, nginx twice and the C ceiling: whichever this machine can run. */
+function referenceServers(wanted: (id: string) => boolean, skipped: Skipped[]): ServerSpec[] {
+  const servers: ServerSpec[] = [];
+  const reference = (id: string, label: string, note: string, launch: ServerSpec['launch'], only: ServerSpec['only'] = null): ServerSpec => ({
+    id,
+    label,
     kind: 'reference',
     cap: null,
     freshWorkerPerConnection: false,
-    note: 'node:http (reference): bench/references/node-http.ts, node:http + fs.readFile on every request, as a tutorial writes it.',
-    launch: (site) => launchScript('bench/references/node-http.ts', [], site),
+    only,
+    note,
+    launch,
   });
+  servers.push(
+    reference(
+      'node-http',
+      'node:http (reference)',
+      'node:http (reference): bench/references/node-http.ts, node:http + fs.readFile on every request, as a tutorial writes it.',
+      (site) => launchScript('bench/references/node-http.ts', [], site),
+    ),
+  );
   const nginx = findNginx();
   if (nginx === null) {
-    skipped.push({ id: 'nginx', reason: 'nginx is not installed (Debian: apt-get install nginx); its rows and the targets against it are omitted' });
+    const reason = 'nginx is not installed (Debian: apt-get install nginx); its rows and the targets against it are omitted';
+    skipped.push({ id: 'nginx', reason }, { id: 'nginx-cache', reason });
   } else {
-    servers.push({
-      id: 'nginx',
-      label: 'nginx, 1 worker (reference)',
-      kind: 'reference',
-      cap: null,
-      freshWorkerPerConnection: false,
-      note: `nginx (reference): ${nginx.version}, worker_processes 1, sendfile on, access_log off, worker_connections ${NGINX_WORKER_CONNECTIONS} (preallocated at start).`,
-      launch: (site) => launchNginx(nginx.binary, site),
-    });
+    const common = `${nginx.version}, worker_processes 1, sendfile on, access_log off, worker_connections ${NGINX_WORKER_CONNECTIONS} (preallocated at start)`;
+    servers.push(
+      reference('nginx', 'nginx, 1 worker (reference)', `nginx (reference): ${common}; open_file_cache off (nginx's default).`, (site) =>
+        launchNginx(nginx.binary, site, false),
+      ),
+      reference(
+        'nginx-cache',
+        'nginx, 1 worker, open_file_cache (reference)',
+        `nginx-cache (reference): the same with open_file_cache on (${NGINX_OPEN_FILE_CACHE.join('; ')}): open descriptors and sizes are kept and checked again each second, as our small-file cache is. Idle connections cost it what they cost nginx, so it skips c10k.`,
+        (site) => launchNginx(nginx.binary, site, true),
+        { scenarios: ['keepalive', 'close', 'bigfile'], why: 'idle connections cost it what they cost nginx (measured there)' },
+      ),
+    );
   }
-  return { servers, skipped };
+  if (wanted('c-ceiling')) {
+    const ceiling = buildCeiling();
+    if ('reason' in ceiling) skipped.push({ id: 'c-ceiling', reason: ceiling.reason });
+    else {
+      servers.push(
+        reference(
+          'c-ceiling',
+          'C epoll ceiling (reference)',
+          `C epoll ceiling (reference): bench/references/c-epoll-ceiling.c built with ${ceiling.compiler} -O2; one thread, one epoll loop, every request answered with one fixed response held in memory (the ${SMALL_PAGE.slice(1)} bytes), no parsing beyond finding the end of each request head, no file system: the least a single-threaded server spends per request on this kernel.`,
+          (site) => launchCeiling(ceiling.binary, site),
+          { scenarios: ['keepalive', 'close'], why: 'it serves one fixed page, no files, and holds idle connections in a few bytes each' },
+        ),
+      );
+    }
+  }
+  return servers;
 }
 
 interface Help {
@@ -215,10 +263,14 @@ function captureOutput(child: ChildProcess): CapturedOutput {
 
 async function launchScript(file: string, extraArgs: string[], site: Site): Promise<RunningServer> {
   const args = ['--import', 'tsx', file, '--port', '0', '--idle-timeout', String(IDLE_TIMEOUT_SECONDS), '--root', site.root];
-  const child = spawnChild(process.execPath, [...args, ...extraArgs], { cwd: REPO_ROOT });
+  return fromStartLine(spawnChild(process.execPath, [...args, ...extraArgs], { cwd: REPO_ROOT }), 60_000);
+}
+
+/** A server that prints the models' start line: its URL comes from there. */
+async function fromStartLine(child: ChildProcess, timeoutMs: number): Promise<RunningServer> {
   const output = captureOutput(child);
   try {
-    const [, url] = await output.waitFor(START_LINE, 60_000);
+    const [, url] = await output.waitFor(START_LINE, timeoutMs);
     return await settled(child, output, url!, () => stopTree(child));
   } catch (error) {
     await stopTree(child, 1000);
@@ -252,9 +304,17 @@ function which(command: string): string | null {
   return null;
 }
 
-function nginxConfig(prefix: string, port: number, root: string): string {
+/**
+ * open_file_cache: nginx keeps the descriptor, size and modification time of files it served,
+ * and checks them again at most once a second (our StaticSite revalidates its small-file
+ * cache on the same clock). Off by default: then each request opens, fstats and closes the file.
+ */
+const NGINX_OPEN_FILE_CACHE = ['open_file_cache max=1000 inactive=60s', 'open_file_cache_valid 1s', 'open_file_cache_min_uses 1', 'open_file_cache_errors on'];
+
+function nginxConfig(prefix: string, port: number, root: string, openFileCache: boolean): string {
   const mimeTypes = existsSync('/etc/nginx/mime.types') ? 'include /etc/nginx/mime.types;' : 'types { text/html html; }';
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `${kind}_temp_path ${prefix}/${kind};`);
+  const cache = openFileCache ? NGINX_OPEN_FILE_CACHE.map((line) => `${line};`) : [];
   return `# written by bench/servers.ts for one benchmark run
 daemon off;
 worker_processes 1;
@@ -269,7 +329,7 @@ http {
   sendfile on;
   keepalive_timeout ${IDLE_TIMEOUT_SECONDS}s;
   keepalive_requests 1000000;
-  ${temp.join('\n  ')}
+  ${[...temp, ...cache].join('\n  ')}
   server {
     listen 127.0.0.1:${port};
     root ${root};
@@ -279,11 +339,11 @@ http {
 `;
 }
 
-async function launchNginx(binary: string, site: Site): Promise<RunningServer> {
+async function launchNginx(binary: string, site: Site, openFileCache: boolean): Promise<RunningServer> {
   const prefix = mkdtempSync(path.join(os.tmpdir(), 'bench-nginx-'));
   const port = await freePort();
   const config = path.join(prefix, 'nginx.conf');
-  writeFileSync(config, nginxConfig(prefix, port, site.root));
+  writeFileSync(config, nginxConfig(prefix, port, site.root, openFileCache));
   const child = spawnChild(binary, ['-p', prefix, '-c', config, '-e', path.join(prefix, 'error.log')]);
   const output = captureOutput(child);
   const stop = async () => {
@@ -325,4 +385,26 @@ function accepts(port: number): Promise<boolean> {
     socket.on('error', () => undefined);
     socket.once('close', () => resolve(false)); // after 'connect' this changes nothing
   });
+}
+
+// ---- the C ceiling --------------------------------------------------------------------
+
+const CEILING_SOURCE = path.join(REPO_ROOT, 'bench', 'references', 'c-epoll-ceiling.c');
+/** Built programs live here (git ignores it), rebuilt when the source is newer. */
+const BUILD_DIR = path.join(REPO_ROOT, 'bench', '.build');
+
+/** Compile the C ceiling with the system's compiler, or say why it cannot be. */
+function buildCeiling(): { binary: string; compiler: string } | { reason: string } {
+  const compiler = ['cc', 'gcc', 'clang'].find((name) => which(name) !== null);
+  if (compiler === undefined) return { reason: 'no C compiler (cc, gcc or clang) on PATH to build bench/references/c-epoll-ceiling.c (Debian: apt-get install gcc); its row and the targets against it are omitted' };
+  const binary = path.join(BUILD_DIR, 'c-epoll-ceiling');
+  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(CEILING_SOURCE).mtimeMs) return { binary, compiler };
+  mkdirSync(BUILD_DIR, { recursive: true });
+  const built = spawnSync(compiler, ['-O2', '-o', binary, CEILING_SOURCE], { encoding: 'utf8' });
+  if (built.status !== 0) return { reason: `${compiler} could not build bench/references/c-epoll-ceiling.c: ${`${built.stderr}${built.error?.message ?? ''}`.trim().split('\n')[0]}` };
+  return { binary, compiler };
+}
+
+function launchCeiling(binary: string, site: Site): Promise<RunningServer> {
+  return fromStartLine(spawnChild(binary, ['0', path.join(site.root, SMALL_PAGE)]), 10_000);
 }

@@ -1,16 +1,20 @@
 /**
  * A smoke run of `npm run bench` with the tiniest settings: it must produce a well-formed
- * report (machine line, tables with numbers) and a well-formed SVG chart. It asserts no timing:
- * CI machines differ, and the bench's job is to measure, not to pass.
+ * report (machine line, tables with numbers, CPU per request, the targets) and a well-formed
+ * SVG chart; the references whose prerequisites this machine has (nginx, a C compiler) have
+ * their rows. And the README sections it rewrites. It asserts no timing: CI machines differ,
+ * and the bench's job is to measure, not to pass.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from './helpers/server.ts';
+import { rewriteMarked, updateReadmes } from '../bench/readme.ts';
+import type { BenchReport } from '../bench/report.ts';
 
 const run = promisify(execFile);
 
@@ -38,11 +42,17 @@ function table(markdown: string, title: string): { header: string[]; rows: strin
   return { header, rows };
 }
 
-test('a tiny bench run writes a well-formed Markdown report and SVG chart', { timeout: 120_000 }, async () => {
+const hasCommand = (command: string, args: string[]) => spawnSync(command, args, { stdio: 'ignore' }).error === undefined;
+const HAS_NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', 'nginx'].some((binary) => hasCommand(binary, ['-v']));
+const HAS_CC = ['cc', 'gcc', 'clang'].some((compiler) => hasCommand(compiler, ['--version']));
+const NUMBER = /^\d[\d,]*(\.\d+)?$/;
+
+test('a tiny bench run writes a well-formed Markdown report and SVG chart', { timeout: 150_000 }, async () => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
   try {
-    const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--model', '03-coroutine,node-http', '--scenario', 'keepalive,c10k', '--duration', '1', '--out', out];
-    const { stdout } = await run(process.execPath, args, { cwd: REPO_ROOT, timeout: 110_000 });
+    const models = ['03-coroutine', 'node-http', 'nginx-cache', 'c-ceiling'].join(',');
+    const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--model', models, '--scenario', 'keepalive,c10k', '--duration', '1', '--out', out];
+    const { stdout, stderr } = await run(process.execPath, args, { cwd: REPO_ROOT, timeout: 140_000 });
     assert.match(stdout, /^Machine: .+ cores, .+ Node v\d+/m, 'the terminal output names the machine');
 
     const markdown = readFileSync(path.join(out, 'latest.md'), 'utf8');
@@ -52,12 +62,31 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     assert.match(markdown, /^- \*\*Command:\*\* `.*--scenario keepalive,c10k.*`$/m, 'the report says how it was made');
     assert.match(markdown, /!\[[^\]]*\]\(latest\.svg\)/, 'the report shows the chart');
 
-    // The keep-alive table: a header, an alignment row, then rows with a number of requests/s.
+    // The keep-alive table: a header, an alignment row, then rows with a number of requests/s
+    // and, beside it, the server's CPU time per request.
     const keepAlive = table(markdown, 'Keep-alive');
     const column = keepAlive.header.indexOf('requests/s');
     assert.ok(column > 0, 'a requests/s column');
-    for (const cells of keepAlive.rows) assert.match(cells[column]!, /^\d[\d,]*(\.\d+)?$/, `requests/s is a number: ${cells.join(' | ')}`);
-    assert.ok(keepAlive.rows.some((cells) => cells[0] === 'node:http (reference)'), 'the node:http reference has a row');
+    assert.equal(keepAlive.header[column + 1], 'server CPU µs/req', 'CPU per request beside requests/s');
+    assert.ok(keepAlive.header.includes('generator CPU'), 'the load generator\'s CPU is shown too');
+    for (const cells of keepAlive.rows) {
+      assert.match(cells[column]!, NUMBER, `requests/s is a number: ${cells.join(' | ')}`);
+      assert.match(cells[column + 1]!, NUMBER, `CPU µs per request is a number: ${cells.join(' | ')}`);
+    }
+    const servers = keepAlive.rows.map((cells) => cells[0]);
+    assert.ok(servers.includes('node:http (reference)'), 'the node:http reference has a row');
+    if (HAS_NGINX) assert.ok(servers.includes('nginx, 1 worker, open_file_cache (reference)'), 'nginx with open_file_cache has a row');
+    if (HAS_CC) assert.ok(servers.includes('C epoll ceiling (reference)'), 'the C ceiling has a row');
+    else assert.match(stderr, /skipping c-ceiling: no C compiler/, 'without a compiler the bench says why the C ceiling is missing');
+    assert.match(markdown, /CPU µs\/req is that tree's CPU time .* the figure to compare, because the load generator runs on the same cores/, 'the report says why CPU per request is the figure to compare');
+
+    // The targets: CPU per request against the references, each met, not met or not measured.
+    const targets = table(markdown, 'Targets');
+    const coroutine = targets.rows.find((cells) => cells[0]!.startsWith('03-coroutine CPU/request ≤ 1× nginx with open_file_cache'));
+    assert.ok(coroutine, `a target for 03 against nginx with open_file_cache:\n${targets.rows.join('\n')}`);
+    if (HAS_NGINX) assert.match(coroutine[1]!, /^\d+\.\d\d× \([\d.,]+ vs [\d.,]+ µs\)$/, `measured as a ratio of µs: ${coroutine.join(' | ')}`);
+    for (const cells of targets.rows) assert.match(cells[2]!, /^[✓✗–]$/, `met, not met or not measured: ${cells.join(' | ')}`);
+    assert.ok(targets.rows.some((cells) => cells[0]!.startsWith('06-epoll CPU/request ≤ 1.2× C ceiling')), 'a target for 06 against the C ceiling');
 
     // The C10K table: how many idle connections were held, and memory per connection.
     const idle = table(markdown, 'C10K');
@@ -74,9 +103,33 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     assertBalancedXml(svg);
     assert.match(svg, /<rect [^>]*fill="#[0-9a-f]{6}"><title>/, 'the chart has bars');
 
-    const numbers = JSON.parse(readFileSync(path.join(out, 'latest.json'), 'utf8')) as { results: { load: unknown[] } };
+    const numbers = JSON.parse(readFileSync(path.join(out, 'latest.json'), 'utf8')) as BenchReport;
     assert.ok(numbers.results.load.length >= 3, 'latest.json holds the measurements');
+    assertReadmesRewritten(numbers, out);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+/** The READMEs get the run's summary and targets between their markers, in their language. */
+function assertReadmesRewritten(report: BenchReport, folder: string): void {
+  const marked = (heading: string) =>
+    `# ${heading}\n\nbefore\n<!-- bench:summary -->\nold summary\n<!-- /bench:summary -->\nbetween\n<!-- bench:targets -->\nold targets\n<!-- /bench:targets -->\nafter\n`;
+  writeFileSync(path.join(folder, 'README.md'), marked('Readme'));
+  // No README.zh-CN.md in this folder: reported, nothing written.
+  const lines = updateReadmes(report, folder);
+  assert.match(lines[1]!, /^README\.zh-CN\.md: not found/);
+  const english = readFileSync(path.join(folder, 'README.md'), 'utf8');
+  assert.doesNotMatch(english, /old summary|old targets/);
+  assert.match(english, /^before\n<!-- bench:summary -->\nFrom one `npx tsx bench\/run\.ts .*`/m, 'the command that made the numbers');
+  assert.match(english, /\| server \| keep-alive c=10 req\/s \|/, 'the summary table');
+  assert.match(english, /<!-- \/bench:summary -->\nbetween\n<!-- bench:targets -->\n\| target \| measured \| met \|/, 'the targets table, text around left alone');
+  assert.match(english, /<!-- \/bench:targets -->\nafter\n$/);
+
+  writeFileSync(path.join(folder, 'README.zh-CN.md'), marked('中文'));
+  updateReadmes(report, folder);
+  const chinese = readFileSync(path.join(folder, 'README.zh-CN.md'), 'utf8');
+  assert.match(chinese, /\| 服务器 \| 长连接 c=10 请求\/秒 \|/, 'Chinese headings in the Chinese README');
+  assert.match(chinese, /\| 目标 \| 实测 \| 达成 \|/);
+  assert.equal(rewriteMarked('no markers here', { summary: 'x' }), null, 'a README without markers is left alone');
+}
