@@ -33,7 +33,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IPPROTO_TCP, Socket, TCP_NODELAY, formatAddress, isOSError, type Address } from './shared/libc.ts';
-import { announce, exitOnListenError, onShutdown, parseCommandLine, type ExtraFlag } from './shared/cli.ts';
+import { announce, exitOnCrash, exitOnListenError, onShutdown, parseCommandLine, type ExtraFlag } from './shared/cli.ts';
 import { debug, describeError, isVerbose, log } from './shared/log.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { handleRequest } from './shared/handle-request.ts';
@@ -121,8 +121,6 @@ onShutdown(() => {
   for (const client of clients) if (client !== undefined) dropClient(client, null);
   server.close();
 });
-announce(options, server.getsockname());
-await serveForever();
 
 // ---------------------------------------------------------------------------------------
 // The loop
@@ -355,3 +353,16 @@ function closeIdleClients(): void {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// Start: the start line, then the loop until Ctrl+C.
+//
+// main() is called here rather than written as a top-level `await serveForever()`: a copy of
+// this file in a CommonJS package (what `npm init -y` makes) could not be compiled with one.
+// ---------------------------------------------------------------------------------------
+async function main(): Promise<void> {
+  announce(options, server.getsockname());
+  await serveForever();
+}
+
+main().catch(exitOnCrash);

@@ -29,7 +29,7 @@
  */
 import { setImmediate } from 'node:timers/promises';
 import { FD_SETSIZE, FdSet, IPPROTO_TCP, Socket, TCP_NODELAY, formatAddress, isOSError, select, type Address } from './shared/libc.ts';
-import { announce, exitOnListenError, onShutdown, parseCommandLine } from './shared/cli.ts';
+import { announce, exitOnCrash, exitOnListenError, onShutdown, parseCommandLine } from './shared/cli.ts';
 import { debug, describeError, isVerbose, log } from './shared/log.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { handleRequest, serviceUnavailable } from './shared/handle-request.ts';
@@ -104,8 +104,6 @@ onShutdown(() => {
   for (const client of clients) if (client !== undefined) dropClient(client, null);
   server.close();
 });
-announce(options, server.getsockname());
-await serveForever();
 
 // ---------------------------------------------------------------------------------------
 // The loop
@@ -401,3 +399,16 @@ function closeIdleClients(): void {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// Start: the start line, then the loop until Ctrl+C.
+//
+// main() is called here rather than written as a top-level `await serveForever()`: a copy of
+// this file in a CommonJS package (what `npm init -y` makes) could not be compiled with one.
+// ---------------------------------------------------------------------------------------
+async function main(): Promise<void> {
+  announce(options, server.getsockname());
+  await serveForever();
+}
+
+main().catch(exitOnCrash);

@@ -40,7 +40,7 @@ import {
   isOSError,
   type Address,
 } from './shared/libc.ts';
-import { announce, exitOnListenError, onShutdown, parseCommandLine } from './shared/cli.ts';
+import { announce, exitOnCrash, exitOnListenError, onShutdown, parseCommandLine } from './shared/cli.ts';
 import { debug, describeError, isVerbose, log } from './shared/log.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { handleRequest } from './shared/handle-request.ts';
@@ -122,8 +122,6 @@ onShutdown(() => {
   server.close();
   epoll.close();
 });
-announce(options, server.getsockname());
-await serveForever();
 
 // ---------------------------------------------------------------------------------------
 // The loop
@@ -400,3 +398,16 @@ function closeIdleClients(): void {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// Start: the start line, then the loop until Ctrl+C.
+//
+// main() is called here rather than written as a top-level `await serveForever()`: a copy of
+// this file in a CommonJS package (what `npm init -y` makes) could not be compiled with one.
+// ---------------------------------------------------------------------------------------
+async function main(): Promise<void> {
+  announce(options, server.getsockname());
+  await serveForever();
+}
+
+main().catch(exitOnCrash);

@@ -8,7 +8,7 @@
  * the whole network by accident. `--host 0.0.0.0` is the article's behaviour, on request.
  */
 import { parseArgs } from 'node:util';
-import { statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,11 +103,31 @@ function parseHost(text: string | undefined): string {
   return text;
 }
 
+/**
+ * The folder to serve must exist and be readable now, not at the first request: a copy of one
+ * numbered file and shared/ (homework) has no www/ next to it, and the way out is one flag.
+ */
 function parseRoot(text: string | undefined): string {
-  if (text === undefined) return DEFAULT_ROOT;
+  if (text === undefined) {
+    if (!isReadableFolder(DEFAULT_ROOT)) {
+      throw new UsageError(`there is no www/ folder to serve at ${DEFAULT_ROOT}; serve a folder of your own with --root DIR`);
+    }
+    return DEFAULT_ROOT;
+  }
   const root = path.resolve(text);
   if (!statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--root '${text}' is not a directory`);
+  if (!isReadableFolder(root)) throw new UsageError(`--root '${text}' cannot be read (check its permissions)`);
   return root;
+}
+
+function isReadableFolder(folder: string): boolean {
+  try {
+    if (!statSync(folder).isDirectory()) return false;
+    accessSync(folder, constants.R_OK | constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function usage(model: string, summary: string, extraFlags: ExtraFlag[] = []): string {
@@ -159,6 +179,15 @@ export function exitOnListenError(options: ServerOptions, error: unknown): never
   };
   process.stderr.write(`${options.model}: cannot listen: ${reasons[code ?? ''] ?? (error as Error).message}\n`);
   process.exit(2);
+}
+
+/**
+ * A model's main() failed: that is a bug in this program, not the reader's mistake, so say so
+ * with the stack and exit 1, as an uncaught error would.
+ */
+export function exitOnCrash(error: unknown): never {
+  log(`crashed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  process.exit(1);
 }
 
 /** The one start line: which folder, which real URL (port 0 becomes the chosen port), which pid. */

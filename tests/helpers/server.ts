@@ -29,6 +29,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** How long to wait for the start line. */
   startTimeoutMs?: number;
+  /** Where to run `npx tsx FILE` (default: the repository; the homework test uses a copy). */
+  cwd?: string;
 }
 
 export function isAlive(pid: number): boolean {
@@ -80,7 +82,7 @@ export async function startModel(t: TestContext | null, file: string, options: S
   let output = '';
   const watchers = new Set<() => void>();
   const child: ProcessPromise = $({
-    cwd: REPO_ROOT,
+    cwd: options.cwd ?? REPO_ROOT,
     detached: true,
     nothrow: true,
     quiet: true,
