@@ -53,8 +53,10 @@ for (const lesson of LESSONS) {
 
     // No www/ beside the copy: one line naming the way out, exit code 2, no stack trace.
     const bare = await $({ cwd: folder, nothrow: true, quiet: true })`npx tsx ${lesson} --port 0`;
+    const oneLine = new RegExp(`^${model}: there is no www/ folder to serve at .+; serve a folder of your own with --root DIR \\(see --help\\)\\n$`);
+    // On failure show the first lines only: a stack trace is exactly what this guards against.
+    assert.ok(oneLine.test(bare.stderr), `expected one line, got:\n${bare.stderr.split('\n').slice(0, 6).join('\n')}`);
     assert.equal(bare.stdout, '');
-    assert.match(bare.stderr, new RegExp(`^${model}: there is no www/ folder to serve at .+; serve a folder of your own with --root DIR \\(see --help\\)\\n$`));
     assert.equal(bare.exitCode, 2);
 
     // --root: it serves that folder.
