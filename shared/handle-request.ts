@@ -6,12 +6,18 @@
 // send (plus, for a large file, an open file descriptor to stream after it),
 // and the model's Outbox takes care of partial writes.
 //
+// Byte ranges (Range: bytes=...) are decided in byte-ranges.ts and answered
+// here with 206 or 416: a part of a cached file is sliced from memory, a part
+// of a large file is streamed from its offset like a whole one.
+//
 // Fast path: for a small cached file, the complete response (head and body in
 // one Buffer) is built once per variant and reused for every request until
 // the Date header's second changes or the file changes. Serving it then costs
 // a Map lookup and a few comparisons: no string building, no copying.
 
 import fs from 'node:fs';
+import { contentRange, decideRange, unsatisfiedContentRange } from './byte-ranges.ts';
+import type { ByteRange, Unsatisfiable } from './byte-ranges.ts';
 import { currentHttpDate, parseHttpDate } from './http-date.ts';
 import { originFormOf } from './request-reader.ts';
 import type { HttpRequest, ParsedRequest } from './request-reader.ts';
@@ -44,6 +50,7 @@ export const SERVER_NAME = 'concurrent-webserver-ts';
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK',
+  206: 'Partial Content',
   301: 'Moved Permanently',
   304: 'Not Modified',
   400: 'Bad Request',
@@ -53,6 +60,7 @@ const STATUS_TEXT: Record<number, string> = {
   411: 'Length Required',
   413: 'Content Too Large', // RFC 9110 §15.5.14 (was "Payload Too Large")
   414: 'URI Too Long',
+  416: 'Range Not Satisfiable',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   501: 'Not Implemented',
@@ -134,8 +142,10 @@ function responseHead(status: number, contentType: string, contentLength: number
     + '\r\n';
 }
 
-function validatorFields(lastModified: string, etag: string): string {
-  return `Last-Modified: ${lastModified}\r\nETag: ${etag}\r\n`;
+// Fields of every file response (200, 206, 304): the validators, and the
+// news that ranges of it may be asked for (RFC 9110 §14.3).
+function fileFields(lastModified: string, etag: string): string {
+  return `Accept-Ranges: bytes\r\nLast-Modified: ${lastModified}\r\nETag: ${etag}\r\n`;
 }
 
 interface ErrorOptions {
@@ -214,21 +224,49 @@ export class PreparedResponses {
 
 function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, close: boolean, site: StaticSite): HttpResponse {
   const notModified = isNotModified(request.headers, file.etag, file.mtimeMs);
+  // A Range only shapes what would otherwise be a 200: a 304 takes precedence
+  // (RFC 9110 §13.2.2). A request without one (nearly every request) pays this
+  // one Map lookup and then goes the way it always went.
+  const range = notModified ? undefined : request.headers.get('range');
   const kind = notModified ? NOT_MODIFIED : isHead ? HEAD_ONLY : FULL;
-  if (file.body !== null) return preparedResponse(file, file.body, kind + (close ? 1 : 0), close);
+  if (file.body !== null) {
+    if (range !== undefined) {
+      // Cached: the part is sliced from memory (HEAD: just its head, §9.3.2).
+      const decision = decideRange(range, request.headers.get('if-range'), file);
+      if (decision.kind !== 'whole') return rangeResponse(decision, range, file, file.contentType, file.body, isHead, close);
+    }
+    return preparedResponse(file, file.body, kind + (close ? 1 : 0), close);
+  }
 
   // Not cached (large, or the cache is full): the metadata from lookup()
   // decides 304 and HEAD, and nothing is opened for them.
   if (kind !== FULL) {
+    if (range !== undefined) {
+      const decision = decideRange(range, request.headers.get('if-range'), file);
+      if (decision.kind !== 'whole') return rangeResponse(decision, range, file, file.contentType, null, isHead, close);
+    }
     const status = notModified ? 304 : 200;
-    const fields = validatorFields(file.lastModified, file.etag);
+    const fields = fileFields(file.lastModified, file.etag);
     return { status, bytes: Buffer.from(responseHead(status, file.contentType, file.size, close, fields), 'latin1'), file: null, close };
   }
 
   const opened = site.openFile(file);
   if ('kind' in opened) return errorResponse(opened.status, opened.reason, { close, withBody: true });
+  if (range !== undefined) {
+    // Decided on what was really opened (fstat), so the part and its
+    // Content-Range match the bytes the Outbox will read from `offset`.
+    const decision = decideRange(range, request.headers.get('if-range'), opened);
+    if (decision.kind === 'part') {
+      const head = rangeResponse(decision, range, opened, file.contentType, null, false, close);
+      return { ...head, file: { fd: opened.fd, offset: decision.start, length: decision.length } };
+    }
+    if (decision.kind === 'unsatisfiable') {
+      closeQuietly(opened.fd);
+      return rangeResponse(decision, range, opened, file.contentType, null, false, close);
+    }
+  }
   const head = Buffer.from(
-    responseHead(200, file.contentType, opened.size, close, validatorFields(opened.lastModified, opened.etag)),
+    responseHead(200, file.contentType, opened.size, close, fileFields(opened.lastModified, opened.etag)),
     'latin1',
   );
   if (opened.size === 0) {
@@ -237,6 +275,42 @@ function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, clo
     return { status: 200, bytes: head, file: null, close };
   }
   return { status: 200, bytes: head, file: { fd: opened.fd, offset: 0, length: opened.size }, close };
+}
+
+/** What a 206 or 416 needs to know about the file. */
+interface RangedFile {
+  size: number;
+  etag: string;
+  lastModified: string;
+}
+
+// 206 Partial Content (RFC 9110 §15.3.7) with Content-Range and the same
+// validators a 200 carries; its body is the part sliced from `cachedBody`, or
+// nothing (HEAD, or a large file whose part the caller streams). Or 416 Range
+// Not Satisfiable (§15.5.17), whose Content-Range names the current size so a
+// client can ask again; it has a short text body unless this is a HEAD.
+function rangeResponse(
+  decision: ByteRange | Unsatisfiable,
+  range: string,
+  file: RangedFile,
+  contentType: string,
+  cachedBody: Buffer | null,
+  isHead: boolean,
+  close: boolean,
+): HttpResponse {
+  if (decision.kind !== 'part') {
+    return errorResponse(416, `range not satisfiable: ${range.slice(0, 100)}`, {
+      close,
+      withBody: !isHead,
+      extraFields: `Content-Range: ${unsatisfiedContentRange(file.size)}\r\n`,
+    });
+  }
+  const fields = `Content-Range: ${contentRange(decision, file.size)}\r\n${fileFields(file.lastModified, file.etag)}`;
+  const head = responseHead(206, contentType, decision.length, close, fields);
+  const bytes = cachedBody === null || isHead
+    ? Buffer.from(head, 'latin1')
+    : concatHeadAndBody(head, cachedBody.subarray(decision.start, decision.start + decision.length));
+  return { status: 206, bytes, file: null, close };
 }
 
 function preparedResponse(file: SiteFile, body: Buffer, variant: number, close: boolean): HttpResponse {
@@ -254,7 +328,7 @@ function preparedResponse(file: SiteFile, body: Buffer, variant: number, close: 
   const kind = variant - (close ? 1 : 0);
   const status = kind === NOT_MODIFIED ? 304 : 200;
   // 304 and HEAD carry the same Content-Length a 200 would (RFC 9110 §8.6, §9.3.2).
-  const head = responseHead(status, file.contentType, body.length, close, validatorFields(file.lastModified, file.etag));
+  const head = responseHead(status, file.contentType, body.length, close, fileFields(file.lastModified, file.etag));
   const response: HttpResponse = Object.freeze({
     status,
     bytes: kind === FULL ? concatHeadAndBody(head, body) : Buffer.from(head, 'latin1'),

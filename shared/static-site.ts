@@ -113,6 +113,7 @@ export type SiteLookup = SiteFile | SiteRedirect | SiteRefusal;
 export interface OpenedFile {
   fd: number;
   size: number;
+  mtimeMs: number;
   etag: string;
   lastModified: string;
 }
@@ -254,7 +255,13 @@ export class StaticSite {
       if (stat.size !== file.size || stat.mtimeMs !== file.mtimeMs || stat.ino !== file.ino) {
         file.checkedAt = -Infinity; // the entry is stale; refresh it next time
       }
-      return { fd, size: stat.size, etag: etagFor(stat.size, stat.mtimeMs), lastModified: formatHttpDate(stat.mtimeMs) };
+      return {
+        fd,
+        size: stat.size,
+        mtimeMs: stat.mtimeMs,
+        etag: etagFor(stat.size, stat.mtimeMs),
+        lastModified: formatHttpDate(stat.mtimeMs),
+      };
     } catch (error) {
       fs.closeSync(fd);
       return refusalForFsError(error);

@@ -58,6 +58,11 @@ function wireBytes(response: HttpResponse): Buffer {
   return Buffer.concat(pieces);
 }
 
+/** The body as it would go out: from memory for a cached file, else from the file. */
+function bodyOnWire(response: HttpResponse): Buffer {
+  return wireBytes(response).subarray(response.bytes.indexOf('\r\n\r\n') + 4);
+}
+
 function statOf(relative: string): fs.Stats {
   return fs.statSync(fixture.file(relative));
 }
@@ -73,6 +78,7 @@ test('GET / answers index.html with exactly the expected head and body', () => {
     + `Date: ${currentHttpDate()}\r\n`
     + 'Content-Type: text/html; charset=utf-8\r\n'
     + `Content-Length: ${Buffer.byteLength(INDEX_HTML)}\r\n`
+    + 'Accept-Ranges: bytes\r\n'
     + `Last-Modified: ${formatHttpDate(stat.mtimeMs)}\r\n`
     + `ETag: "${stat.size.toString(16)}-${Math.trunc(stat.mtimeMs).toString(16)}"\r\n`
     + 'X-Content-Type-Options: nosniff\r\n'
@@ -479,6 +485,165 @@ test('prepared responses are rebuilt when the Date second changes', (t) => {
   assert.notEqual(later, first);
   assert.equal(splitResponse(later.bytes).headers.get('date'), 'Tue, 01 Jan 2030 12:00:01 GMT');
   assert.equal(splitResponse(first.bytes).headers.get('date'), 'Tue, 01 Jan 2030 12:00:00 GMT', 'old buffers are never modified');
+});
+
+// ---------------------------------------------------------------------------
+// Byte ranges (the decisions themselves are tested in byte-ranges.test.ts)
+
+const STYLE_CSS = 'body { color: black }\n';
+
+test('a range of a cached file: 206 with Content-Range, the validators and exactly those bytes', () => {
+  const response = answer(get('/style.css', 'Range: bytes=5-9'));
+  const stat = statOf('style.css');
+  assert.equal(response.status, 206);
+  assert.equal(response.file, null);
+  assert.equal(response.close, false);
+  const { statusLine, headers, body } = splitResponse(response.bytes);
+  assert.equal(statusLine, 'HTTP/1.1 206 Partial Content');
+  assert.equal(headers.get('content-range'), `bytes 5-9/${STYLE_CSS.length}`);
+  assert.equal(headers.get('content-length'), '5');
+  assert.equal(headers.get('content-type'), 'text/css; charset=utf-8');
+  assert.equal(headers.get('accept-ranges'), 'bytes');
+  assert.equal(headers.get('etag'), etagFor(stat.size, stat.mtimeMs));
+  assert.equal(headers.get('last-modified'), formatHttpDate(stat.mtimeMs));
+  assert.equal(body.toString('latin1'), STYLE_CSS.slice(5, 10));
+});
+
+test('every form of a single range, on a cached file', () => {
+  const size = STYLE_CSS.length;
+  const cases: [string, number, number][] = [['bytes=0-0', 0, 1], ['bytes=3-', 3, size], ['bytes=-4', size - 4, size], ['bytes=0-9999', 0, size]];
+  for (const [range, from, to] of cases) {
+    const { headers, body } = splitResponse(answer(get('/style.css', `Range: ${range}`)).bytes);
+    assert.equal(body.toString('latin1'), STYLE_CSS.slice(from, to), range);
+    assert.equal(headers.get('content-range'), `bytes ${from}-${to - 1}/${size}`, range);
+  }
+});
+
+test('a range past the end is 416 with Content-Range bytes */size; the connection stays', () => {
+  for (const target of ['/style.css', '/big.bin']) {
+    const size = statOf(target.slice(1)).size;
+    const fdsBefore = openFdCount();
+    const response = answer(get(target, `Range: bytes=${size}-`));
+    assert.equal(response.status, 416, target);
+    assert.equal(response.close, false);
+    assert.equal(response.file, null);
+    assert.equal(openFdCount(), fdsBefore, 'the large file opened for it is closed again');
+    const { statusLine, headers, body } = splitResponse(response.bytes);
+    assert.equal(statusLine, 'HTTP/1.1 416 Range Not Satisfiable');
+    assert.equal(headers.get('content-range'), `bytes */${size}`);
+    assert.equal(body.toString(), '416 Range Not Satisfiable\n');
+    assert.match(response.reason!, /bytes=/);
+  }
+});
+
+test('a range of a large file is streamed from its offset, never read whole', () => {
+  const cases: [string, number, number][] = [
+    ['bytes=1000-1999', 1000, 2000],
+    ['bytes=300000-', 300000, BIG_FILE_SIZE],
+    ['bytes=-4096', BIG_FILE_SIZE - 4096, BIG_FILE_SIZE],
+  ];
+  for (const [range, from, to] of cases) {
+    const fdsBefore = openFdCount();
+    const response = answer(get('/big.bin', `Range: ${range}`));
+    assert.equal(response.status, 206, range);
+    assert.deepEqual({ offset: response.file!.offset, length: response.file!.length }, { offset: from, length: to - from });
+    const { headers, body } = splitResponse(response.bytes);
+    assert.equal(body.length, 0, 'bytes must hold only the head');
+    assert.equal(headers.get('content-range'), `bytes ${from}-${to - 1}/${BIG_FILE_SIZE}`);
+    assert.equal(headers.get('content-length'), String(to - from));
+    assert.ok(bodyOnWire(response).equals(fixture.bigFile.subarray(from, to)), range);
+    assert.equal(openFdCount(), fdsBefore);
+  }
+});
+
+test('HEAD with a Range gives the 206 (or 416) head without a body, and opens nothing', () => {
+  const cached = answer(head('HEAD', '/style.css', 'Range: bytes=5-9'));
+  assert.equal(cached.status, 206);
+  const getResponse = answer(get('/style.css', 'Range: bytes=5-9'));
+  assert.equal(cached.bytes.toString('latin1'), getResponse.bytes.subarray(0, getResponse.bytes.length - 5).toString('latin1'), 'the GET head');
+  assert.equal(splitResponse(cached.bytes).body.length, 0);
+  assert.equal(splitResponse(cached.bytes).headers.get('content-length'), '5');
+
+  answer(head('HEAD', '/big.bin')); // warm the lookup cache
+  const fdsBefore = openFdCount();
+  const large = answer(head('HEAD', '/big.bin', 'Range: bytes=-10'));
+  assert.equal(large.status, 206);
+  assert.equal(large.file, null);
+  assert.equal(splitResponse(large.bytes).headers.get('content-range'), `bytes ${BIG_FILE_SIZE - 10}-${BIG_FILE_SIZE - 1}/${BIG_FILE_SIZE}`);
+  assert.equal(openFdCount(), fdsBefore);
+
+  for (const target of ['/style.css', '/big.bin']) {
+    const unsatisfiable = answer(head('HEAD', target, 'Range: bytes=99999999-'));
+    assert.equal(unsatisfiable.status, 416);
+    assert.equal(splitResponse(unsatisfiable.bytes).body.length, 0);
+    assert.notEqual(splitResponse(unsatisfiable.bytes).headers.get('content-length'), '0');
+  }
+});
+
+test('If-Range: the current ETag or Last-Modified gives the range, anything else the whole file', (t) => {
+  for (const [target, size] of [['/style.css', STYLE_CSS.length], ['/big.bin', BIG_FILE_SIZE]] as const) {
+    const stat = statOf(target.slice(1));
+    t.mock.method(Date, 'now', () => stat.mtimeMs + 5000); // Last-Modified is a strong validator by now
+    const etag = etagFor(stat.size, stat.mtimeMs);
+    const lastModified = formatHttpDate(stat.mtimeMs);
+    for (const ifRange of [etag, lastModified]) {
+      const response = answer(get(target, 'Range: bytes=0-1', `If-Range: ${ifRange}`));
+      assert.equal(response.status, 206, `${target} ${ifRange}`);
+      wireBytes(response);
+    }
+    for (const ifRange of ['"stale"', `W/${etag}`, formatHttpDate(stat.mtimeMs - 60_000), 'garbage']) {
+      const response = answer(get(target, 'Range: bytes=0-1', `If-Range: ${ifRange}`));
+      assert.equal(response.status, 200, `${target} ${ifRange}`);
+      assert.equal(splitResponse(response.bytes).headers.get('content-length'), String(size));
+      assert.equal(bodyOnWire(response).length, size);
+    }
+    t.mock.restoreAll();
+  }
+});
+
+test('a 304 takes precedence over a Range; malformed or multiple ranges get the whole file', () => {
+  const stat = statOf('style.css');
+  const notModified = answer(get('/style.css', `If-None-Match: ${etagFor(stat.size, stat.mtimeMs)}`, 'Range: bytes=0-1'));
+  assert.equal(notModified.status, 304);
+  for (const range of ['bytes=5-3', 'lines=1-2', 'bytes=0-1,4-5', 'bytes=x']) {
+    const response = answer(get('/style.css', `Range: ${range}`));
+    assert.equal(response.status, 200, range);
+    assert.equal(splitResponse(response.bytes).body.toString(), STYLE_CSS);
+  }
+});
+
+test('Range is ignored where there is no file: 404, 301, 405', () => {
+  assert.equal(answer(get('/missing.css', 'Range: bytes=0-1')).status, 404);
+  assert.equal(answer(get('/docs', 'Range: bytes=0-1')).status, 301);
+  assert.equal(answer(head('POST', '/style.css', 'Range: bytes=0-1')).status, 405);
+  assert.equal(splitResponse(answer(get('/missing.css')).bytes).headers.has('accept-ranges'), false);
+});
+
+test('ranged requests leave the prepared fast path alone', (t) => {
+  const fixedNow = Date.UTC(2030, 0, 1, 12, 0, 0, 250);
+  t.mock.method(Date, 'now', () => fixedNow);
+  const first = answer(get('/style.css'));
+  assert.equal(answer(get('/style.css', 'Range: bytes=0-1')).status, 206);
+  assert.equal(answer(get('/style.css')), first);
+  assert.equal(splitResponse(first.bytes).headers.get('accept-ranges'), 'bytes');
+});
+
+test('a large file emptied after lookup: a range of it is 416, a suffix range the empty 200', () => {
+  fs.copyFileSync(fixture.file('big.bin'), fixture.file('shrunk.bin'));
+  try {
+    assert.equal(answer(head('HEAD', '/shrunk.bin')).status, 200); // looked up while large
+    fs.truncateSync(fixture.file('shrunk.bin'), 0);
+    const fdsBefore = openFdCount();
+    const fromStart = answer(get('/shrunk.bin', 'Range: bytes=0-'));
+    assert.equal(fromStart.status, 416);
+    assert.equal(splitResponse(fromStart.bytes).headers.get('content-range'), 'bytes */0');
+    const suffix = answer(get('/shrunk.bin', 'Range: bytes=-5'));
+    assert.equal(suffix.status, 200);
+    assert.equal(suffix.file, null);
+    assert.equal(openFdCount(), fdsBefore);
+  } finally {
+    fs.rmSync(fixture.file('shrunk.bin'));
+  }
 });
 
 test('serviceUnavailable: a complete 503 that closes, with Retry-After and the reason', () => {

@@ -1,13 +1,13 @@
 /**
  * The behaviour every model must share, as one suite that each tests/0N-*.test.ts runs against
  * its own file: exact bytes, 404 with Content-Length, keep-alive, pipelining, split requests,
- * HEAD, big files, vanished and stalled clients, garbage, oversized heads, descriptor
+ * HEAD, big files, byte ranges, vanished and stalled clients, garbage, oversized heads, descriptor
  * exhaustion, and a clean stop on Ctrl+C. Each model's own lesson tests go in `lessons`.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 import fetch from 'node-fetch';
 import { $ } from 'zx';
@@ -40,6 +40,18 @@ export interface ModelSuiteOptions {
 }
 
 const WWW = path.join(REPO_ROOT, 'www');
+
+/** Bytes [from, to) of a file, read at that offset. */
+function bytesOfFile(file: string, from: number, to: number): Buffer {
+  const bytes = Buffer.alloc(to - from);
+  const fd = openSync(file, 'r');
+  try {
+    readSync(fd, bytes, 0, bytes.length, from);
+  } finally {
+    closeSync(fd);
+  }
+  return bytes;
+}
 
 export function describeModel(file: string, options: ModelSuiteOptions = {}): void {
   describe(file, () => {
@@ -156,6 +168,106 @@ export function describeModel(file: string, options: ModelSuiteOptions = {}): vo
       const hash = createHash('sha256');
       for await (const chunk of response.body!) hash.update(chunk as Buffer);
       assert.equal(hash.digest('hex'), site.bigFile.sha256);
+    });
+
+    test('byte ranges of a small file: a-b, a- and -n give 206 with exactly those bytes', async () => {
+      const hello = readFileSync(path.join(WWW, 'hello.txt'));
+      const size = hello.length;
+      const client = await RawClient.connect(server.port);
+      try {
+        await client.send(GET('/hello.txt'));
+        assert.equal((await client.readResponse()).headers['accept-ranges'], 'bytes');
+        const cases: [string, number, number][] = [['bytes=0-4', 0, 5], ['bytes=10-', 10, size], ['bytes=-7', size - 7, size]];
+        for (const [range, from, to] of cases) {
+          await client.send(GET('/hello.txt', `Range: ${range}\r\n`));
+          const response = await client.readResponse();
+          assert.equal(response.status, 206, range);
+          assert.equal(response.headers['content-range'], `bytes ${from}-${to - 1}/${size}`);
+          assert.deepEqual(response.body, hello.subarray(from, to), range);
+        }
+      } finally {
+        client.close();
+      }
+    });
+
+    test('byte ranges of the large file are sent from the right offset', async () => {
+      const size = site.bigFile.size;
+      const cases: [string, number, number][] = [
+        ['bytes=10000000-11000122', 10_000_000, 11_000_123], // from the middle
+        [`bytes=${size - 70_000}-`, size - 70_000, size], // to the end
+        ['bytes=-123457', size - 123_457, size], // the last bytes
+        ['bytes=0-0', 0, 1],
+      ];
+      const client = await RawClient.connect(server.port);
+      try {
+        for (const [range, from, to] of cases) {
+          await client.send(GET(site.bigFile.urlPath, `Range: ${range}\r\n`));
+          const response = await client.readResponse();
+          assert.equal(response.status, 206, range);
+          assert.equal(response.headers['content-range'], `bytes ${from}-${to - 1}/${size}`);
+          assert.ok(response.body.equals(bytesOfFile(path.join(site.root, 'big.bin'), from, to)), `wrong bytes for ${range}`);
+        }
+      } finally {
+        client.close();
+      }
+    });
+
+    test('byte ranges: 416 past the end, If-Range decides, HEAD gives the 206 head only', async () => {
+      const client = await RawClient.connect(server.port);
+      try {
+        await client.send(GET('/hello.txt', 'Range: bytes=1000-\r\n'));
+        const unsatisfiable = await client.readResponse();
+        assert.equal(unsatisfiable.status, 416);
+        assert.equal(unsatisfiable.headers['content-range'], `bytes */${readFileSync(path.join(WWW, 'hello.txt')).length}`);
+
+        await client.send(GET(site.bigFile.urlPath, 'Range: bytes=0-0\r\n'));
+        const etag = (await client.readResponse()).headers['etag']!;
+        await client.send(GET(site.bigFile.urlPath, `Range: bytes=5-9\r\nIf-Range: ${etag}\r\n`));
+        const matched = await client.readResponse();
+        assert.equal(matched.status, 206);
+        assert.equal(matched.body.length, 5);
+        await client.send(GET('/hello.txt', 'Range: bytes=5-9\r\nIf-Range: "an-old-version"\r\n'));
+        const mismatched = await client.readResponse();
+        assert.equal(mismatched.status, 200);
+        assert.deepEqual(mismatched.body, readFileSync(path.join(WWW, 'hello.txt')));
+
+        await client.send(`HEAD ${site.bigFile.urlPath} HTTP/1.1\r\nHost: test\r\nRange: bytes=-100\r\n\r\n`);
+        const head = await client.readResponse({ forHead: true });
+        assert.equal(head.status, 206);
+        assert.equal(head.headers['content-length'], '100');
+        assert.equal(head.headers['content-range'], `bytes ${site.bigFile.size - 100}-${site.bigFile.size - 1}/${site.bigFile.size}`);
+        await client.send(GET('/hello.txt', 'Range: bytes=0-1\r\n'));
+        assert.equal((await client.readResponse()).body.toString(), readFileSync(path.join(WWW, 'hello.txt')).subarray(0, 2).toString(), 'HEAD sent body bytes');
+      } finally {
+        client.close();
+      }
+    });
+
+    test('pipelining across a 206 and a 416: one write, answers in order, the connection stays', async () => {
+      const hello = readFileSync(path.join(WWW, 'hello.txt'));
+      const big = path.join(site.root, 'big.bin');
+      const client = await RawClient.connect(server.port);
+      try {
+        await client.send(GET('/hello.txt', 'Range: bytes=2-5\r\n')
+          + GET(site.bigFile.urlPath, `Range: bytes=${site.bigFile.size}-\r\n`)
+          + GET(site.bigFile.urlPath, 'Range: bytes=1000000-1065535\r\n')
+          + GET('/hello.txt', 'Range: bytes=99-\r\n')
+          + GET('/hello.txt'));
+        const responses = [];
+        for (let i = 0; i < 5; i++) responses.push(await client.readResponse());
+        assert.deepEqual(responses.map((response) => response.status), [206, 416, 206, 416, 200]);
+        assert.deepEqual(responses[0]!.body, hello.subarray(2, 6));
+        assert.ok(responses[2]!.body.equals(bytesOfFile(big, 1_000_000, 1_065_536)));
+        assert.deepEqual(responses[4]!.body, hello);
+        assert.equal(client.pending.length, 0, 'nothing beyond the five responses');
+        // The same socket still serves: keep-alive survived the 206s and 416s.
+        await client.send(GET(site.bigFile.urlPath, 'Range: bytes=-3\r\n'));
+        const last = await client.readResponse();
+        assert.equal(last.status, 206);
+        assert.ok(last.body.equals(bytesOfFile(big, site.bigFile.size - 3, site.bigFile.size)));
+      } finally {
+        client.close();
+      }
     });
 
     test('a half-sent request holds up nobody, and is answered once it is complete', async () => {
