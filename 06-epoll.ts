@@ -12,8 +12,9 @@
  *  - `ls -l /proc/PID/fd`: every client is a `socket:[...]`, and there are several
  *    `anon_inode:[eventpoll]` entries: Node's own event loop (libuv) is an epoll loop too.
  *  - `cat /proc/PID/fdinfo/EPFD` for each of those: ours is the one with a `tfd:` line for the
- *    listening socket and one per client, with the events watched (1 is EPOLLIN, 4 EPOLLOUT).
- *    That is the interest list, and it lives in the kernel, not in this program.
+ *    listening socket and one per client, with the events watched, in hex: 19 is EPOLLIN (1)
+ *    plus EPOLLERR (8) and EPOLLHUP (10), which the kernel always adds; 1d adds EPOLLOUT (4).
+ *    That is the interest list, read out of the kernel: it is not in this program's memory.
  *  - `strace -p PID -e trace=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,sendfile`: each
  *    epoll_wait returns exactly the sockets that are ready, however many are connected. (recv
  *    and send show up as recvfrom and sendto; libuv's own waits are epoll_pwait.)
@@ -25,6 +26,19 @@
  * sockets we care about (epoll_ctl ADD; the list stays inside the kernel), and epoll_wait hands
  * back only the sockets that became ready, as events. Nothing is scanned: the hungry diners
  * raise a hand. With 10,000 idle connections and 3 busy ones, a pass costs 3, not 10,000.
+ *
+ * Where the article goes wrong: it says epoll's list of sockets sits in "a special memory
+ * space shared by the application and the kernel" (应用程序与内核共享的空间). It does not.
+ * The interest list (a red-black tree) and the ready list live inside the kernel; this
+ * program holds only a descriptor for them (EPFD). epoll_ctl copies one entry in, and
+ * epoll_wait copies the ready events out into an array we pass it. Nothing is mapped:
+ * /proc/PID/maps has no eventpoll line, and mmap() on an epoll descriptor fails (ENODEV).
+ * strace shows the copy-out: `epoll_wait(28, [{events=EPOLLIN, data={u32=29, u64=29}}], 1024,
+ * 500) = 1`, the bracketed array being what the kernel wrote into our memory. What epoll saves
+ * is handing the whole list over on every call, as select does. Nor does the kernel "tell" us
+ * by itself: we still ask, with epoll_wait; the answer is simply ready, because a socket puts
+ * itself on the ready list when data arrives. Memory the program and the kernel really share
+ * is io_uring's pair of rings: 07-io_uring.ts.
  */
 import { setImmediate } from 'node:timers/promises';
 import {
