@@ -1,10 +1,11 @@
 /**
  * bench/chart.ts: bench/results/latest.svg, written by hand (no chart library): grouped bars
- * of requests/s by server and concurrency, and memory per idle connection on a log scale
- * (per-connection memory ranges from about a kilobyte to tens of megabytes).
+ * of requests/s by server and concurrency, server CPU time per request, and memory per idle
+ * connection, the last two on log scales (from a few µs to a second of CPU per request for a
+ * process started per connection; from about a kilobyte to tens of megabytes per connection).
  */
 import type { BenchReport } from './report.ts';
-import { machineLine, requestsPerSecond } from './report.ts';
+import { cpuMicrosPerRequest, machineLine, micros, requestsPerSecond } from './report.ts';
 import type { IdleRow } from './scenarios.ts';
 
 interface Series {
@@ -31,6 +32,8 @@ interface Panel {
   series: Series[];
   groups: Group[];
   scale: 'linear' | 'log';
+  /** For a log scale: the values that may get a grid line. */
+  ticks?: number[];
   formatTick(value: number): string;
 }
 
@@ -43,7 +46,7 @@ const PLOT_BOTTOM = 60; // room for group names under the plot
 const PALETTE = ['#9ecae1', '#4292c6', '#08519c', '#f16913', '#74c476', '#238b45', '#fd8d3c'];
 
 export function renderChart(report: BenchReport): string {
-  const panels = [requestsPanel(report), memoryPanel(report)].filter((panel): panel is Panel => panel !== null);
+  const panels = [requestsPanel(report), cpuPanel(report), memoryPanel(report)].filter((panel): panel is Panel => panel !== null);
   const height = 40 + panels.length * PANEL_HEIGHT + 10;
   const body = panels.map((panel, i) => `<g transform="translate(0 ${40 + i * PANEL_HEIGHT})">\n${drawPanel(panel)}\n</g>`);
   return [
@@ -74,6 +77,32 @@ function requestsPanel(report: BenchReport): Panel | null {
   return { title: `Requests per second, GET of a ${report.smallPageBytes.toLocaleString('en')}-byte page (higher is better)`, series, groups, scale: 'linear', formatTick: compact };
 }
 
+/** Server CPU µs per request at keep-alive c=100 and with a new connection per request. */
+function cpuPanel(report: BenchReport): Panel | null {
+  const { settings } = report;
+  const series: (Series & { scenario: 'keepalive' | 'close'; connections: number })[] = [
+    { name: 'keep-alive, 100 conn.', color: PALETTE[2]!, scenario: 'keepalive', connections: 100 },
+    { name: `new connection per request, ${settings.closeConnections} conn.`, color: PALETTE[3]!, scenario: 'close', connections: settings.closeConnections },
+  ];
+  const groups = serversWith(report, (id) => report.results.load.some((row) => row.server === id && row.scenario !== 'bigfile')).map(({ id, label }) => ({
+    label,
+    bars: series.flatMap((each, index) => {
+      const row = report.results.load.find((r) => r.server === id && r.scenario === each.scenario && r.connections === each.connections);
+      const value = row === undefined ? null : cpuMicrosPerRequest(row);
+      return value === null || value <= 0 ? [] : [{ value, label: micros(value), series: index }];
+    }),
+  }));
+  if (groups.every((group) => group.bars.length === 0)) return null;
+  return {
+    title: 'Server CPU time per request, µs, log scale (lower is better; unlike requests/s, not capped by the load generator)',
+    series,
+    groups,
+    scale: 'log',
+    ticks: DECADES,
+    formatTick: (value) => compact(value),
+  };
+}
+
 function memoryPanel(report: BenchReport): Panel | null {
   const levels = [...new Set(report.results.idle.filter((row) => !row.capped).map((row) => row.requested))].sort((a, b) => a - b);
   const series: Series[] = [
@@ -93,7 +122,7 @@ function memoryPanel(report: BenchReport): Panel | null {
       })),
   }));
   if (groups.length === 0) return null;
-  return { title: 'Server memory (RSS) per idle keep-alive connection, log scale (lower is better); under each bar: connections held', series, groups, scale: 'log', formatTick: formatKiB };
+  return { title: 'Server memory (RSS) per idle keep-alive connection, log scale (lower is better); under each bar: connections held', series, groups, scale: 'log', ticks: MEMORY_TICKS_KIB, formatTick: formatKiB };
 }
 
 function count(value: number): string {
@@ -113,7 +142,7 @@ function drawPanel(panel: Panel): string {
   const plotHeight = PANEL_HEIGHT - PLOT_TOP - PLOT_BOTTOM;
   const plotWidth = WIDTH - LEFT - RIGHT;
   const values = panel.groups.flatMap((group) => group.bars.map((bar) => bar.value));
-  const axis = panel.scale === 'linear' ? linearAxis(Math.max(...values)) : logAxis(Math.min(...values), Math.max(...values));
+  const axis = panel.scale === 'linear' ? linearAxis(Math.max(...values)) : logAxis(Math.min(...values), Math.max(...values), panel.ticks ?? DECADES);
   const y = (value: number) => PLOT_TOP + plotHeight * (1 - axis.position(value));
   const out: string[] = [text(LEFT, 16, panel.title, { size: 13, weight: 'bold' })];
 
@@ -162,11 +191,12 @@ function linearAxis(max: number): Axis {
 
 /** Decades of KiB, with the steps above 1 MiB in binary units (1 MiB, 10 MiB…) so labels stay round. */
 const MEMORY_TICKS_KIB = [0.1, 1, 10, 100, 1024, 10 * 1024, 100 * 1024, 1024 * 1024, 10 * 1024 * 1024];
+const DECADES = [0.1, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
 
-function logAxis(min: number, max: number): Axis {
-  const low = Math.log10([...MEMORY_TICKS_KIB].reverse().find((tick) => tick <= min) ?? MEMORY_TICKS_KIB[0]!);
+function logAxis(min: number, max: number, allTicks: number[]): Axis {
+  const low = Math.log10([...allTicks].reverse().find((tick) => tick <= min) ?? allTicks[0]!);
   const high = Math.log10(max) + 0.25 * (Math.log10(max) - low) + 0.1; // headroom for the labels
-  const ticks = MEMORY_TICKS_KIB.filter((tick) => Math.log10(tick) >= low - 1e-9 && Math.log10(tick) <= high);
+  const ticks = allTicks.filter((tick) => Math.log10(tick) >= low - 1e-9 && Math.log10(tick) <= high);
   return { ticks, floor: 10 ** low, position: (value) => (Math.log10(value) - low) / (high - low) };
 }
 

@@ -99,10 +99,13 @@ export function handleRequest(parsed: ParsedRequest, site: StaticSite): HttpResp
   const pathEnd = endOfPath(target);
   const urlPath = pathEnd === target.length ? target : target.slice(0, pathEnd);
 
-  const found = site.lookup(urlPath);
+  // One clock read serves the cache check and the Date header: reading the
+  // clock costs about as much as the rest of a cached answer's bookkeeping.
+  const now = site.now();
+  const found = site.lookup(urlPath, now);
   switch (found.kind) {
     case 'file':
-      return fileResponse(found, parsed, isHead, close, site);
+      return fileResponse(found, parsed, isHead, close, site, now);
     case 'redirect':
       return redirectResponse(found.location + queryOf(target, pathEnd), isHead, close);
     case 'refused':
@@ -130,10 +133,10 @@ function queryOf(target: string, pathEnd: number): string {
 // Header order is fixed; fields every response carries come first. The
 // "nosniff" header stops browsers from second-guessing our Content-Type
 // (which could turn an uploaded .txt into executable HTML).
-function responseHead(status: number, contentType: string, contentLength: number, close: boolean, extraFields: string): string {
+function responseHead(status: number, contentType: string, contentLength: number, close: boolean, extraFields: string, date = currentHttpDate()): string {
   return `HTTP/1.1 ${status} ${statusText(status)}\r\n`
     + `Server: ${SERVER_NAME}\r\n`
-    + `Date: ${currentHttpDate()}\r\n`
+    + `Date: ${date}\r\n`
     + `Content-Type: ${contentType}\r\n`
     + `Content-Length: ${contentLength}\r\n`
     + extraFields
@@ -222,7 +225,7 @@ export class PreparedResponses {
   readonly variants: (HttpResponse | undefined)[] = new Array<HttpResponse | undefined>(VARIANT_COUNT);
 }
 
-function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, close: boolean, site: StaticSite): HttpResponse {
+function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, close: boolean, site: StaticSite, now: number): HttpResponse {
   const notModified = isNotModified(request.headers, file.etag, file.mtimeMs);
   // A Range only shapes what would otherwise be a 200: a 304 takes precedence
   // (RFC 9110 §13.2.2). A request without one (nearly every request) pays this
@@ -235,7 +238,7 @@ function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, clo
       const decision = decideRange(range, request.headers.get('if-range'), file);
       if (decision.kind !== 'whole') return rangeResponse(decision, range, file, file.contentType, file.body, isHead, close);
     }
-    return preparedResponse(file, file.body, kind + (close ? 1 : 0), close);
+    return preparedResponse(file, file.body, kind + (close ? 1 : 0), close, now);
   }
 
   // Not cached (large, or the cache is full): the metadata from lookup()
@@ -313,8 +316,8 @@ function rangeResponse(
   return { status: 206, bytes, file: null, close };
 }
 
-function preparedResponse(file: SiteFile, body: Buffer, variant: number, close: boolean): HttpResponse {
-  const date = currentHttpDate();
+function preparedResponse(file: SiteFile, body: Buffer, variant: number, close: boolean, now: number): HttpResponse {
+  const date = currentHttpDate(now);
   const prepared = file.prepared ?? (file.prepared = new PreparedResponses());
   if (prepared.date !== date) {
     // A new second: every prepared head carries the old Date. Buffers already
@@ -328,7 +331,7 @@ function preparedResponse(file: SiteFile, body: Buffer, variant: number, close: 
   const kind = variant - (close ? 1 : 0);
   const status = kind === NOT_MODIFIED ? 304 : 200;
   // 304 and HEAD carry the same Content-Length a 200 would (RFC 9110 §8.6, §9.3.2).
-  const head = responseHead(status, file.contentType, body.length, close, fileFields(file.lastModified, file.etag));
+  const head = responseHead(status, file.contentType, body.length, close, fileFields(file.lastModified, file.etag), date);
   const response: HttpResponse = Object.freeze({
     status,
     bytes: kind === FULL ? concatHeadAndBody(head, body) : Buffer.from(head, 'latin1'),

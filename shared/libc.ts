@@ -140,12 +140,14 @@ function throwUnlessInterrupted(syscall: string): void {
   if (errno !== osConstants.errno.EINTR) throw new OSError(syscall, errno);
 }
 
-/** struct timeval { long tv_sec; long tv_usec; } for a duration in milliseconds. */
-function timeval(ms: number): Buffer {
-  const value = Buffer.alloc(16);
-  value.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
-  value.writeBigInt64LE(BigInt((ms % 1000) * 1000), 8);
-  return value;
+/**
+ * struct timeval { long tv_sec; long tv_usec; } for a duration in milliseconds, written into
+ * `into` (a new 16-byte buffer unless the caller reuses one).
+ */
+function timeval(ms: number, into: Buffer = Buffer.alloc(16)): Buffer {
+  into.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
+  into.writeBigInt64LE(BigInt((ms % 1000) * 1000), 8);
+  return into;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -424,6 +426,8 @@ export class FdSet {
   }
 }
 
+const selectTimeout = Buffer.alloc(16);
+
 /**
  * select(2): block until a descriptor in one of the sets is ready, or `timeoutMs` passes
  * (null waits forever). The kernel rewrites the sets in place to hold only the ready ones;
@@ -432,8 +436,9 @@ export class FdSet {
  * go round its loop, where the signal's JavaScript handler gets its turn.
  */
 export function select(nfds: number, readfds: FdSet | null, writefds: FdSet | null, exceptfds: FdSet | null, timeoutMs: number | null): number {
-  // Linux rewrites the timeout with the time left, so it is built afresh for every call.
-  const timeout = timeoutMs === null ? null : timeval(timeoutMs);
+  // Linux rewrites the timeout with the time left, so it is filled afresh for every call (in
+  // one buffer kept for the purpose: select() runs once per pass of a loop).
+  const timeout = timeoutMs === null ? null : timeval(timeoutMs, selectTimeout);
   const ready = c.select(nfds, readfds?.bits ?? null, writefds?.bits ?? null, exceptfds?.bits ?? null, timeout);
   if (ready < 0) {
     const errno = koffi.errno();

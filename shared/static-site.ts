@@ -178,7 +178,8 @@ export class StaticSite {
   private readonly revalidateAfterMs: number;
   private readonly cacheFileLimit: number;
   private readonly cacheTotalLimit: number;
-  private readonly now: () => number;
+  /** The site's clock (Date.now unless a test injects one); handleRequest reads it once per request. */
+  readonly now: () => number;
 
   /** Raw URL path (percent-encoded, without query) → entry. */
   private readonly entries = new Map<string, SiteFile>();
@@ -193,7 +194,7 @@ export class StaticSite {
     this.revalidateAfterMs = options.revalidateAfterMs ?? DEFAULT_REVALIDATE_AFTER_MS;
     this.cacheFileLimit = options.cacheFileLimit ?? DEFAULT_CACHE_FILE_LIMIT;
     this.cacheTotalLimit = options.cacheTotalLimit ?? DEFAULT_CACHE_TOTAL_LIMIT;
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? (() => Date.now()); // (not Date.now itself: a test may replace it)
   }
 
   /** Bytes of file content currently held in memory. */
@@ -203,11 +204,11 @@ export class StaticSite {
 
   /**
    * What to serve for a URL path: the part of the origin-form target before
-   * "?" or "#", still percent-encoded, e.g. "/docs/a%20b.html".
+   * "?" or "#", still percent-encoded, e.g. "/docs/a%20b.html". `now` is the
+   * site clock's time, for a caller that has read it already.
    */
-  lookup(urlPath: string): SiteLookup {
+  lookup(urlPath: string, now: number = this.now()): SiteLookup {
     const known = this.entries.get(urlPath);
-    const now = this.now();
     // The hot path: a recently checked entry is served without any system call.
     if (known !== undefined && now - known.checkedAt < this.revalidateAfterMs) return known;
 

@@ -61,7 +61,7 @@ static char *build_response(const char *body, size_t body_length, const char *co
   int head_length = snprintf(head, sizeof head,
                              "HTTP/1.1 200 OK\r\nServer: c-epoll-ceiling\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
                              "Content-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
-                             "Last-Modified: Thu, 01 Jan 2026 00:00:00 GMT\r\nETag: \"%zx-19b771b5000\"\r\n"
+                             "Accept-Ranges: bytes\r\nLast-Modified: Thu, 01 Jan 2026 00:00:00 GMT\r\nETag: \"%zx-19b771b5000\"\r\n"
                              "X-Content-Type-Options: nosniff\r\nConnection: %s\r\n\r\n",
                              body_length, body_length, connection);
   char *response = malloc(head_length + body_length);
