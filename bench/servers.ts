@@ -85,6 +85,7 @@ export const MODELS: ModelEntry[] = [
   { number: '04', name: '04-nonblocking' },
   { number: '05', name: '05-select' },
   { number: '06', name: '06-epoll' },
+  { number: '07', name: '07-io_uring' },
 ];
 
 /** What `--model` accepts besides the models' numbers and names (for --help and errors). */

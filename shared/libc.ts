@@ -198,7 +198,8 @@ function ipv6ToBytes(host: string): Buffer {
   return bytes;
 }
 
-function decodeAddress(address: Buffer): Address {
+/** A struct sockaddr_in or sockaddr_in6 as written by the kernel (07 gets them from io_uring). */
+export function decodeAddress(address: Buffer): Address {
   const family = address.readUInt16LE(0);
   const port = address.readUInt16BE(2);
   if (family === AF_INET) return { host: [...address.subarray(4, 8)].join('.'), port };
