@@ -53,7 +53,7 @@ import {
   ProvidedBuffers,
   refusalOf,
 } from './shared/io-uring.ts';
-import { announce, exitOnListenError, onShutdown, parseCommandLine } from './shared/cli.ts';
+import { announce, exitOnCrash, exitOnListenError, onShutdown, parseCommandLine } from './shared/cli.ts';
 import { debug, describeError, isVerbose, log } from './shared/log.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { handleRequest } from './shared/handle-request.ts';
@@ -196,13 +196,6 @@ onShutdown(() => {
   ring.close();
   for (const client of clients) if (client !== undefined && !client.closing) closeFd(client.fd);
   server.close();
-});
-log(`io_uring ready: ring fd ${ring.fd} (${SUBMISSION_ENTRIES} submission, ${COMPLETION_ENTRIES} completion entries; setup flags ${ring.setupFlags})`);
-announce(options, server.getsockname());
-armAccept();
-serveForever().catch((error: unknown) => {
-  log(`stopped: ${describeError(error)}`);
-  process.exit(1);
 });
 
 // ---------------------------------------------------------------------------------------
@@ -553,3 +546,18 @@ function closeIdleClients(): void {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// Start: the ring's line and the start line, the first accept, then the loop until Ctrl+C.
+//
+// main() is called here rather than written as a top-level `await serveForever()`: a copy of
+// this file in a CommonJS package (what `npm init -y` makes) could not be compiled with one.
+// ---------------------------------------------------------------------------------------
+async function main(): Promise<void> {
+  log(`io_uring ready: ring fd ${ring.fd} (${SUBMISSION_ENTRIES} submission, ${COMPLETION_ENTRIES} completion entries; setup flags ${ring.setupFlags})`);
+  announce(options, server.getsockname());
+  armAccept();
+  await serveForever();
+}
+
+main().catch(exitOnCrash);
