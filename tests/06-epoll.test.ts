@@ -7,14 +7,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, readlinkSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { describeModel } from './helpers/model-suite.ts';
-import { openFdCount } from './helpers/proc.ts';
-import { GET, RawClient, openIdleConnections, rawExchange } from './helpers/http-client.ts';
-import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
+import { holdIdleCrowd } from './helpers/idle-crowd.ts';
+import { assertShrinkingFileEndsOnlyItsDownload } from './helpers/shrinking-file.ts';
+import { GET, RawClient } from './helpers/http-client.ts';
+import { startModel, waitUntil } from './helpers/server.ts';
 
-const WWW = path.join(REPO_ROOT, 'www');
 const EPOLLIN = 0x1;
 const EPOLLOUT = 0x4;
 
@@ -72,29 +71,9 @@ describeModel('06-epoll.ts', {
     test('2000 idle connections are held (one descriptor each) while others get exact bytes; all are released after', async (t) => {
       // A server of its own, with an idle timeout long enough to hold the crowd through the test.
       const model = await startModel(t, '06-epoll.ts', { args: ['--root', site().root, '--idle-timeout', '120'] });
-      const before = openFdCount(model.pid);
-      const idle = await openIdleConnections(model.port, 2000);
-      try {
-        const allAccepted = await waitUntil(() => openFdCount(model.pid) >= before + 2000, 15_000);
-        assert.ok(allAccepted, `the server holds ${openFdCount(model.pid) - before} more descriptors, not 2000`);
+      await holdIdleCrowd(model, 2000, () => {
         assert.ok(interestList(model.pid, model.port).size >= 2001, 'every connection is in the kernel interest list');
-
-        const index = readFileSync(path.join(WWW, 'index.html'));
-        for (let i = 0; i < 20; i++) {
-          const response = await rawExchange(model.port, GET('/'));
-          assert.equal(response.status, 200);
-          assert.deepEqual(response.body, index);
-        }
-        // And the crowd is still connected and can be served too.
-        for (const client of [idle[0]!, idle[999]!, idle[1999]!]) {
-          await client.send(GET('/hello.txt'));
-          assert.deepEqual((await client.readResponse()).body, readFileSync(path.join(WWW, 'hello.txt')));
-        }
-      } finally {
-        for (const client of idle) client.close();
-      }
-      const released = await waitUntil(() => openFdCount(model.pid) <= before + 5, 15_000);
-      assert.ok(released, `still ${openFdCount(model.pid) - before} descriptors more than before the crowd`);
+      });
     });
 
     test('the interest list lives in the kernel: EPOLLIN for a waiting client, EPOLLOUT only while a download waits for room', async () => {
@@ -128,26 +107,7 @@ describeModel('06-epoll.ts', {
     });
 
     test('a file that shrinks during sendfile() ends that download with a log line; others are served', async () => {
-      const { port } = server();
-      const file = path.join(site().root, 'shrinking.bin');
-      const size = 32 * 1024 * 1024;
-      writeFileSync(file, Buffer.alloc(size, 0x61));
-      const client = await RawClient.connect(port);
-      try {
-        client.socket.pause();
-        await client.send(GET('/shrinking.bin'));
-        await new Promise((resolve) => setTimeout(resolve, 300)); // socket buffers fill up
-        truncateSync(file, 1024 * 1024);
-        client.socket.resume();
-        assert.equal(await client.closedByServer(10_000), true, 'the server closes the download');
-        const received = client.pending.length;
-        assert.ok(received < size, `only part of the file can have arrived (got ${received} bytes)`);
-        await server().waitForOutput(/shrank/, 5000);
-        assert.equal((await rawExchange(port, GET('/hello.txt'))).status, 200);
-      } finally {
-        client.close();
-        rmSync(file, { force: true });
-      }
+      await assertShrinkingFileEndsOnlyItsDownload(server(), site().root);
     });
   },
 });

@@ -11,16 +11,16 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { readFileSync, readlinkSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { describeModel } from './helpers/model-suite.ts';
-import { openFdCount, residentBytes } from './helpers/proc.ts';
-import { GET, RawClient, openIdleConnections, rawExchange } from './helpers/http-client.ts';
+import { residentBytes } from './helpers/proc.ts';
+import { holdIdleCrowd } from './helpers/idle-crowd.ts';
+import { assertShrinkingFileEndsOnlyItsDownload } from './helpers/shrinking-file.ts';
+import { GET, RawClient, rawExchange } from './helpers/http-client.ts';
 import { REPO_ROOT, startModel, waitUntil, type RunningServer } from './helpers/server.ts';
 import { ioUringRefusal } from './helpers/io-uring-refusal.ts';
 import { explainRefusal } from '../shared/io-uring.ts';
 
-const WWW = path.join(REPO_ROOT, 'www');
 const IORING_OP_ACCEPT = 13;
 const IORING_OP_RECV = 27;
 
@@ -97,55 +97,15 @@ describeModel('07-io_uring.ts', {
       // A server of its own, with an idle timeout long enough to hold the crowd through the test.
       const model = await startModel(t, '07-io_uring.ts', { args: ['--root', site().root, '--idle-timeout', '120'] });
       const fd = await ringFd(model);
-      const fdsBefore = openFdCount(model.pid);
-      // Warm up first, so that what the crowd adds is measured, not the first requests' start-up.
-      for (let i = 0; i < 20; i++) assert.equal((await rawExchange(model.port, GET('/'))).status, 200);
-      await waitUntil(() => openFdCount(model.pid) <= fdsBefore, 5000);
-      const idle = await openIdleConnections(model.port, 2000);
-      try {
-        const allAccepted = await waitUntil(() => openFdCount(model.pid) >= fdsBefore + 2000, 15_000);
-        assert.ok(allAccepted, `the server holds ${openFdCount(model.pid) - fdsBefore} more descriptors, not 2000`);
-        const receivesArmed = () => ringInfo(model.pid, fd).armed.filter((op) => op === IORING_OP_RECV).length;
-        assert.ok(await waitUntil(() => receivesArmed() >= 2000, 5000), `${receivesArmed()} receives armed`);
-        assert.equal(ringInfo(model.pid, fd).armed.filter((op) => op === IORING_OP_ACCEPT).length, 1, 'one multishot accept');
-
-        const index = readFileSync(path.join(WWW, 'index.html'));
-        for (let i = 0; i < 20; i++) {
-          const response = await rawExchange(model.port, GET('/'));
-          assert.equal(response.status, 200);
-          assert.deepEqual(response.body, index);
-        }
-        for (const client of [idle[0]!, idle[999]!, idle[1999]!]) {
-          await client.send(GET('/hello.txt'));
-          assert.deepEqual((await client.readResponse()).body, readFileSync(path.join(WWW, 'hello.txt')));
-        }
-      } finally {
-        for (const client of idle) client.close();
-      }
-      const released = await waitUntil(() => openFdCount(model.pid) <= fdsBefore + 5, 15_000);
-      assert.ok(released, `still ${openFdCount(model.pid) - fdsBefore} descriptors more than before the crowd`);
+      const armed = (op: number) => ringInfo(model.pid, fd).armed.filter((armedOp) => armedOp === op).length;
+      await holdIdleCrowd(model, 2000, async () => {
+        assert.ok(await waitUntil(() => armed(IORING_OP_RECV) >= 2000, 5000), `${armed(IORING_OP_RECV)} receives armed`);
+        assert.equal(armed(IORING_OP_ACCEPT), 1, 'one accept pending');
+      });
     });
 
     test('a file that shrinks under a read through the ring ends that download with a log line; others are served', async () => {
-      const { port } = server();
-      const file = path.join(site().root, 'shrinking.bin');
-      const size = 32 * 1024 * 1024;
-      writeFileSync(file, Buffer.alloc(size, 0x61));
-      const client = await RawClient.connect(port);
-      try {
-        client.socket.pause();
-        await client.send(GET('/shrinking.bin'));
-        await new Promise((resolve) => setTimeout(resolve, 300)); // socket buffers fill up
-        truncateSync(file, 1024 * 1024);
-        client.socket.resume();
-        assert.equal(await client.closedByServer(10_000), true, 'the server closes the download');
-        assert.ok(client.pending.length < size, `only part of the file can have arrived (got ${client.pending.length} bytes)`);
-        await server().waitForOutput(/shrank/, 5000);
-        assert.equal((await rawExchange(port, GET('/hello.txt'))).status, 200);
-      } finally {
-        client.close();
-        rmSync(file, { force: true });
-      }
+      await assertShrinkingFileEndsOnlyItsDownload(server(), site().root);
     });
 
     test('a client that pipelines without reading is not read from either: its requests wait in the kernel, not in our memory', async () => {
