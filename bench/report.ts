@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import { MODELS, type Skipped } from './servers.ts';
-import { DISTURBED_PERCENT, restOfMachine, type IdleRow, type LoadRow, type LoadScenario, type Results, type ScenarioName, type Settings } from './scenarios.ts';
+import { DISTURBED_PERCENT, PATIENCE_MS, restOfMachine, type IdleRow, type LoadRow, type LoadScenario, type Results, type ScenarioName, type Settings } from './scenarios.ts';
 import { BIG_FILE_MIB } from './site.ts';
 
 export interface MachineInfo {
@@ -393,7 +393,7 @@ const TEXT_COLUMNS = new Set(['measured', 'met', 'errors', 'notes', '实测', '�
 function disturbedWarning(report: BenchReport): string[] {
   const disturbed = report.results.load.filter((row) => restOfMachine(row) > DISTURBED_PERCENT).length;
   if (disturbed === 0) return [];
-  return [`- **⚠ ${disturbed} of ${report.results.load.length} measurements** ran while other programs used more than half a core (column "rest of machine"), even after one retry: compare those with care, or run again on a quieter machine.`];
+  return [`- **⚠ ${disturbed} of ${report.results.load.length} measurements** ran while other programs used more than half a core (column "rest of machine"), even after measuring again once (while the run's ${PATIENCE_MS / 60_000} minutes of patience for a busy machine lasted): compare those with care, or run again on a quieter machine.`];
 }
 
 export function markdownTable(table: Table): string {

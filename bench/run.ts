@@ -19,7 +19,7 @@ import { killEverything } from './children.ts';
 import { renderChart } from './chart.ts';
 import { chooseGenerator } from './load.ts';
 import { describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
-import { SCENARIOS, planSteps, runServerSteps, type Results, type ScenarioName, type Settings, type Step } from './scenarios.ts';
+import { PATIENCE_MS, Patience, SCENARIOS, planSteps, runServerSteps, type Results, type ScenarioName, type Settings, type Step } from './scenarios.ts';
 import { updateReadmes } from './readme.ts';
 import { MODELS, REFERENCE_IDS, discoverServers, type ServerChoices } from './servers.ts';
 import { REPO_ROOT, prepareSite } from './site.ts';
@@ -176,7 +176,8 @@ async function main(): Promise<void> {
   }
   const startedAt = new Date();
   try {
-    const context = { site, settings: options.settings, generator, progress: progressReporter(steps.length), results };
+    const patience = new Patience(PATIENCE_MS);
+    const context = { site, settings: options.settings, patience, generator, progress: progressReporter(steps.length), results };
     for (const server of servers) {
       await runServerSteps(server, steps.filter((step) => step.server === server), context);
     }
