@@ -83,6 +83,14 @@ export class RequestReader {
   }
 
   /**
+   * True while part of a request has arrived but not all of it (its head, or the rest of its
+   * body): a connection that ends now ends in the middle of a request.
+   */
+  get midRequest(): boolean {
+    return !this.finished && (this.waitingRequest !== null || this.data.length > this.start);
+  }
+
+  /**
    * Bytes just received. The reader may keep a reference to `chunk` only until
    * the next() loop that follows returns null (or detach() is called); then it
    * copies what is left, so the caller may reuse the chunk's memory for its

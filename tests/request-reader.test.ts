@@ -450,3 +450,22 @@ test('detach() copies what the reader still holds, so the caller may reuse its b
   reader.detach(); // nothing held: nothing to do
   assert.equal(reader.bufferedBytes, 0);
 });
+
+test('midRequest: true while part of a request (head or body) has arrived, false between requests and after an error', () => {
+  const reader = new RequestReader();
+  assert.equal(reader.midRequest, false);
+  reader.push(Buffer.from('GET / HTTP/1.1\r\nHo'));
+  assert.equal(reader.next(), null);
+  assert.equal(reader.midRequest, true, 'half a head');
+  reader.push(Buffer.from('st: h\r\nContent-Length: 3\r\n\r\nab'));
+  assert.equal(reader.next(), null);
+  assert.equal(reader.bufferedBytes, 0, 'the body bytes so far are consumed...');
+  assert.equal(reader.midRequest, true, '...but one is still owed');
+  reader.push(Buffer.from('c\r\n'));
+  assert.equal(reader.next()?.kind, 'request');
+  assert.equal(reader.next(), null);
+  assert.equal(reader.midRequest, false, 'an empty line between requests is no request');
+  reader.push(Buffer.from('\x00\r\n\r\n'));
+  assert.equal(reader.next()?.kind, 'error');
+  assert.equal(reader.midRequest, false);
+});
