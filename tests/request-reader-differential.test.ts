@@ -210,9 +210,10 @@ const RULES: Rule[] = [
     explains: (difference) => weRefuse(difference, /^400 .*request-target/),
   },
   {
-    name: 'HTTP major version other than 1: 505',
-    why: 'we speak HTTP/1.x only; llhttp parses HTTP/0.9 and HTTP/2.0 request lines as well',
-    explains: (difference) => weRefuse(difference, /^505 /),
+    name: 'HTTP major version other than 1 (505), or none at all (400)',
+    why: 'we speak HTTP/1.x only; llhttp parses HTTP/0.9 and HTTP/2.0 request lines as well, and takes a request line without a version ("GET /path") for HTTP/0.9, whose header fields it then reads anyway',
+    explains: (difference) => weRefuse(difference, /^505 /)
+      || (weRefuse(difference, /^400 malformed request line/) && isRequest(difference.theirs) && difference.theirs.version === '0.9'),
   },
   {
     name: 'request line parts separated by anything but one space: 400',
