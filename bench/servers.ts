@@ -5,8 +5,9 @@
  * the bench learns the port and pid from the start line every model prints. The references:
  * a plain node:http server (bench/references/node-http.ts); when installed, nginx with one
  * worker, the server every reader knows, as it comes and with `open_file_cache` (its usual
- * setting for static files); and, when a C compiler is at hand, the C ceiling
- * (bench/references/c-epoll-ceiling.c): the least one thread can spend per request.
+ * setting for static files); when a C compiler is at hand, the C ceiling
+ * (bench/references/c-epoll-ceiling.c): the least one thread can spend per request; and the
+ * same loop in TypeScript over koffi, the JS floor (bench/references/js-epoll-floor.ts).
  *
  * A new model takes one line in MODELS below.
  */
@@ -33,7 +34,7 @@ export interface RunningServer {
 }
 
 export interface ServerSpec {
-  /** What `--model` matches: '06-epoll', '01-pool', 'node-http', 'nginx', 'nginx-cache', 'c-ceiling'. */
+  /** What `--model` matches: '06-epoll', '01-pool', 'node-http', 'nginx', 'nginx-cache', 'c-ceiling', 'js-floor'. */
   id: string;
   /** As shown in the report: '01-multiprocess --pool 16'. */
   label: string;
@@ -89,7 +90,7 @@ export const MODELS: ModelEntry[] = [
 ];
 
 /** What `--model` accepts besides the models' numbers and names (for --help and errors). */
-export const REFERENCE_IDS = ['node-http', 'nginx', 'nginx-cache', 'c-ceiling'] as const;
+export const REFERENCE_IDS = ['node-http', 'nginx', 'nginx-cache', 'c-ceiling', 'js-floor'] as const;
 
 /** Every server this machine can run, in report order, and the ones it cannot (with why). */
 export async function discoverServers(choices: ServerChoices, wanted: (id: string) => boolean): Promise<{ servers: ServerSpec[]; skipped: Skipped[] }> {
@@ -180,6 +181,15 @@ function referenceServers(wanted: (id: string) => boolean, skipped: Skipped[]): 
       ),
     );
   }
+  servers.push(
+    reference(
+      'js-floor',
+      'JS epoll floor (reference)',
+      'JS epoll floor (reference): bench/references/js-epoll-floor.ts, the C ceiling\'s loop in TypeScript over shared/libc.ts (koffi): what epoll_wait, recv and send through the FFI cost before any HTTP work. Between it and the C ceiling: the price of JavaScript and the FFI; between it and 06-epoll: the shared HTTP core and the model\'s bookkeeping.',
+      (site) => launchFloor(site),
+      { scenarios: ['keepalive'], why: 'it serves one fixed page on keep-alive connections only, to set beside the C ceiling' },
+    ),
+  );
   if (wanted('c-ceiling')) {
     const ceiling = buildCeiling();
     if ('reason' in ceiling) skipped.push({ id: 'c-ceiling', reason: ceiling.reason });
@@ -404,6 +414,11 @@ function buildCeiling(): { binary: string; compiler: string } | { reason: string
   const built = spawnSync(compiler, ['-O2', '-o', binary, CEILING_SOURCE], { encoding: 'utf8' });
   if (built.status !== 0) return { reason: `${compiler} could not build bench/references/c-epoll-ceiling.c: ${`${built.stderr}${built.error?.message ?? ''}`.trim().split('\n')[0]}` };
   return { binary, compiler };
+}
+
+function launchFloor(site: Site): Promise<RunningServer> {
+  const args = ['--import', 'tsx', 'bench/references/js-epoll-floor.ts', '0', path.join(site.root, SMALL_PAGE)];
+  return fromStartLine(spawnChild(process.execPath, args, { cwd: REPO_ROOT }), 60_000);
 }
 
 function launchCeiling(binary: string, site: Site): Promise<RunningServer> {

@@ -50,7 +50,7 @@ const NUMBER = /^\d[\d,]*(\.\d+)?$/;
 test('a tiny bench run writes a well-formed Markdown report and SVG chart', { timeout: 150_000 }, async () => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
   try {
-    const models = ['03-coroutine', 'node-http', 'nginx-cache', 'c-ceiling'].join(',');
+    const models = ['03-coroutine', 'node-http', 'nginx-cache', 'c-ceiling', 'js-floor'].join(',');
     const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--model', models, '--scenario', 'keepalive,c10k', '--duration', '1', '--out', out];
     const { stdout, stderr } = await run(process.execPath, args, { cwd: REPO_ROOT, timeout: 140_000 });
     assert.match(stdout, /^Machine: .+ cores, .+ Node v\d+/m, 'the terminal output names the machine');
@@ -76,6 +76,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     const servers = keepAlive.rows.map((cells) => cells[0]);
     assert.ok(servers.includes('node:http (reference)'), 'the node:http reference has a row');
     if (HAS_NGINX) assert.ok(servers.includes('nginx, 1 worker, open_file_cache (reference)'), 'nginx with open_file_cache has a row');
+    assert.ok(servers.includes('JS epoll floor (reference)'), 'the JS floor has a row');
     if (HAS_CC) assert.ok(servers.includes('C epoll ceiling (reference)'), 'the C ceiling has a row');
     else assert.match(stderr, /skipping c-ceiling: no C compiler/, 'without a compiler the bench says why the C ceiling is missing');
     assert.match(markdown, /CPU µs\/req is that tree's CPU time .* the figure to compare, because the load generator runs on the same cores/, 'the report says why CPU per request is the figure to compare');
