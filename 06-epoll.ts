@@ -32,7 +32,8 @@
  * The interest list (a red-black tree) and the ready list live inside the kernel; this
  * program holds only a descriptor for them (EPFD). epoll_ctl copies one entry in, and
  * epoll_wait copies the ready events out into an array we pass it. Nothing is mapped:
- * /proc/PID/maps has no eventpoll line, and mmap() on an epoll descriptor fails (ENODEV).
+ * `grep eventpoll /proc/PID/maps` finds nothing (07's rings do show up there, mapped rw-s),
+ * and mmap() on an epoll descriptor fails (ENODEV).
  * strace shows the copy-out: `epoll_wait(28, [{events=EPOLLIN, data={u32=29, u64=29}}], 1024,
  * 500) = 1`, the bracketed array being what the kernel wrote into our memory. What epoll saves
  * is handing the whole list over on every call, as select does. Nor does the kernel "tell" us
