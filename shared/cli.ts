@@ -45,8 +45,16 @@ export interface ServerOptions {
 /** A mistake on the command line: reported as one line, exit code 2. */
 export class UsageError extends Error {}
 
-/** Parse `argv` without side effects: returns the options, 'help', or throws a UsageError. */
-export function parseArguments(model: string, argv: string[], extraFlags: ExtraFlag[] = []): ServerOptions | 'help' {
+/**
+ * Parse `argv` without side effects: returns the options, 'help', or throws a UsageError.
+ * `defaultRoot` is the folder served without --root (a test can point it elsewhere).
+ */
+export function parseArguments(
+  model: string,
+  argv: string[],
+  extraFlags: ExtraFlag[] = [],
+  defaultRoot = DEFAULT_ROOT,
+): ServerOptions | 'help' {
   let parsed;
   try {
     parsed = parseArgs({
@@ -79,7 +87,7 @@ export function parseArguments(model: string, argv: string[], extraFlags: ExtraF
     model,
     host: parseHost(values.host as string | undefined),
     port: parseWholeNumber('--port', values.port as string | undefined, DEFAULT_PORT, 0, 65535),
-    root: parseRoot(values.root as string | undefined),
+    root: parseRoot(values.root as string | undefined, defaultRoot),
     idleTimeoutMs:
       1000 * parseWholeNumber('--idle-timeout', values['idle-timeout'] as string | undefined, DEFAULT_IDLE_TIMEOUT_SECONDS, 1, 86400),
     verbose: values.verbose === true,
@@ -107,12 +115,12 @@ function parseHost(text: string | undefined): string {
  * The folder to serve must exist and be readable now, not at the first request: a copy of one
  * numbered file and shared/ (homework) has no www/ next to it, and the way out is one flag.
  */
-function parseRoot(text: string | undefined): string {
+function parseRoot(text: string | undefined, defaultRoot: string): string {
   if (text === undefined) {
-    if (!isReadableFolder(DEFAULT_ROOT)) {
-      throw new UsageError(`there is no www/ folder to serve at ${DEFAULT_ROOT}; serve a folder of your own with --root DIR`);
+    if (!isReadableFolder(defaultRoot)) {
+      throw new UsageError(`there is no www/ folder to serve at ${defaultRoot}; serve a folder of your own with --root DIR`);
     }
-    return DEFAULT_ROOT;
+    return defaultRoot;
   }
   const root = path.resolve(text);
   if (!statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--root '${text}' is not a directory`);

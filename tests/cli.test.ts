@@ -45,6 +45,19 @@ test('flags are read and model flags get their defaults', () => {
   assert.equal(parseArguments('06-epoll', ['-h']), 'help');
 });
 
+test('no www/ to serve by default (a homework copy) is a UsageError naming --root DIR', () => {
+  for (const missing of [path.join(REPO_ROOT, 'no-such-www/'), path.join(REPO_ROOT, 'package.json')]) {
+    assert.throws(
+      () => parseArguments('05-select', [], [], missing),
+      (error: unknown) =>
+        error instanceof UsageError &&
+        error.message === `there is no www/ folder to serve at ${missing}; serve a folder of your own with --root DIR`,
+    );
+  }
+  // --root wins over a missing default.
+  assert.equal((parseArguments('05-select', ['--root', 'tests'], [], path.join(REPO_ROOT, 'no-such-www/')) as ServerOptions).root, path.resolve('tests'));
+});
+
 test('mistakes are UsageErrors with one clear sentence', () => {
   const cases: Array<[string[], RegExp]> = [
     [['--port', '70000'], /--port wants a whole number from 0 to 65535, not '70000'/],
