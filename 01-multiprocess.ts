@@ -28,32 +28,38 @@
  *   - `strace -f -e trace=accept4,clone,execve,recvfrom,sendto,sendfile,close -p PID`: the
  *     parent's accept4 and clone, then a child's execve, its blocking reads and sendfile.
  *
- * The price. A forked Python child shares its parent's memory pages and is ready in about a
- * millisecond. A Node child is a whole new runtime that loads tsx and then this file and the
- * shared core. Measured on the 2-core machine these lessons were written on (busy with
- * other work, so take the spread seriously):
- *   - time from accept to the child's first byte: 0.5 to 1.2 s per connection
- *     (`curl -so /dev/null -w '%{time_starttransfer}\n' http://127.0.0.1:7890/hello.txt`,
- *     which is connect-to-first-byte; the connect itself takes well under a millisecond);
- *   - resident memory of one child: 80 to 90 MB (`grep VmRSS /proc/CHILD/status` while a
- *     client keeps its connection open; `pgrep -f -- --connection-fd` lists the children).
- *     A bare `node -e 0` starts in about 0.15 s with 40 MB; tsx's loader roughly doubles both.
- * So a thousand idle keep-alive clients would cost a thousand processes and some 80 GB of
+ * The price. A forked Python child shares its parent's memory pages and is ready at once: the
+ * article's server answers a new client's first byte in ~3 ms, and each child adds ~12 MiB
+ * of RSS, nearly all of it pages still shared with the parent (~1.5 MiB PSS). Node cannot fork
+ * a running program, so a Node child is a whole new runtime: the node binary, a JavaScript
+ * engine, then this file and the shared core. Measured on the 2-core machine these lessons
+ * were written on (busy with other work, so take the spread seriously):
+ *   - a new client's first byte: ~100 ms (75 to 120 ms), of which a bare `node -e 0` takes
+ *     ~60 ms (`curl -so /dev/null -w '%{time_starttransfer}\n' http://127.0.0.1:7890/hello.txt`:
+ *     connect to first byte, and the connect takes well under a millisecond);
+ *   - memory: ~49 MiB of RSS per child while its client stays connected (`grep VmRSS
+ *     /proc/CHILD/status`; `pgrep -f -- --connection-fd` lists the children), ~12 MiB of it
+ *     the child's own (PSS, in /proc/CHILD/smaps_rollup): the rest is the node binary's pages,
+ *     which every child maps and the kernel keeps once.
+ *   Each child runs the plain JavaScript compiled from this file once, when the server
+ *   started (shared/compiled-self.ts): started through tsx's loader instead, it took ~250 ms
+ *   and ~85 MiB. `npm run bench -- --model 01 --scenario c10k` measures both.
+ * So a thousand idle keep-alive clients would cost a thousand processes and at least 12 GB of
  * memory: the reason the article moves on to threads, coroutines and event loops.
  * Production servers that do use processes start a fixed number up front; see the end.
  *
  * Linux only (it calls the system calls through shared/libc.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { announce, exitOnListenError, onShutdown, parseCommandLine, type ExtraFlag } from './shared/cli.ts';
+import { announce, exitOnCrash, exitOnListenError, onShutdown, parseCommandLine, type ExtraFlag } from './shared/cli.ts';
 import { configureLog, debug, describeError, isVerbose, log } from './shared/log.ts';
 import { SHUT_WR, Socket, dieWithParent, formatAddress, isOSError, type Address } from './shared/libc.ts';
 import { handleRequest, serviceUnavailable } from './shared/handle-request.ts';
 import { Outbox } from './shared/outbox.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { StaticSite } from './shared/static-site.ts';
+import { compiledCopyOf } from './shared/compiled-self.ts';
 
 const MODEL = '01-multiprocess';
 const FLAGS: ExtraFlag[] = [
@@ -89,6 +95,7 @@ function listen(): Socket {
 
 async function serveWithProcessPerConnection(): Promise<void> {
   const server = listen();
+  const thisFile = await thisFileAsJavaScript();
   announce(options, server.getsockname());
 
   const children = new Set<ChildProcess>();
@@ -126,7 +133,7 @@ async function serveWithProcessPerConnection(): Promise<void> {
     }
     pauseMs = FIRST_PAUSE_MS;
 
-    startConnectionProcess(conn, address, children); // multiprocessing.Process(...).start()
+    startConnectionProcess(thisFile, conn, address, children); // multiprocessing.Process(...).start()
 
     // THE line of this section. The child now holds its own copy of the descriptor; ours
     // must go, at once. If we kept it, the parent would run out of descriptors after a few
@@ -136,15 +143,19 @@ async function serveWithProcessPerConnection(): Promise<void> {
   }
 }
 
-// The child is this file again, run by the same node binary with tsx's loader. Not
-// process.execArgv: under `npx tsx` it carries tsx's preflight script, which installs
-// JavaScript signal handlers, and a child must have none (see serveOneConnection).
-const THIS_FILE = fileURLToPath(import.meta.url);
-const TSX_LOADER = import.meta.resolve('tsx');
+// The child is this very file, started again by the same node binary: not through tsx, whose
+// loader would cost every child a few hundred milliseconds and tens of MiB, but as the plain
+// JavaScript that tsx would make of it, compiled once when the server starts (see
+// shared/compiled-self.ts). Nor with process.execArgv: under `npx tsx` it carries tsx's
+// preflight script, which installs JavaScript signal handlers, and a child must have none
+// (see serveOneConnection).
+function thisFileAsJavaScript(): Promise<string> {
+  return compiledCopyOf(import.meta.url);
+}
 
-function childArguments(role: string[]): string[] {
+function childArguments(thisFile: string, role: string[]): string[] {
   return [
-    '--import', TSX_LOADER, THIS_FILE, ...role,
+    thisFile, ...role,
     '--parent-pid', String(process.pid),
     '--root', options.root,
     '--idle-timeout', String(options.idleTimeoutMs / 1000),
@@ -158,11 +169,11 @@ function childArguments(role: string[]): string[] {
  * ours), and the connection as descriptor 3. Everything else we hold is close-on-exec, so
  * the child inherits its client and nothing more.
  */
-function startConnectionProcess(conn: Socket, address: Address, children: Set<ChildProcess>): void {
+function startConnectionProcess(thisFile: string, conn: Socket, address: Address, children: Set<ChildProcess>): void {
   const client = formatAddress(address);
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, childArguments(['--connection-fd', String(INHERITED_FD)]), {
+    child = spawn(process.execPath, childArguments(thisFile, ['--connection-fd', String(INHERITED_FD)]), {
       stdio: ['ignore', 'inherit', 'inherit', conn.fd],
     });
   } catch (error) {
@@ -353,8 +364,9 @@ function describeDrop(error: unknown): string {
 // (06-epoll.ts) rather than one-client-at-a-time loops like these.
 // =======================================================================================
 
-function serveWithPreforkPool(size: number): void {
+async function serveWithPreforkPool(size: number): Promise<void> {
   const listener = listen();
+  const thisFile = await thisFileAsJavaScript();
   announce(options, listener.getsockname());
 
   const workers = new Set<ChildProcess>();
@@ -368,7 +380,7 @@ function serveWithPreforkPool(size: number): void {
   const startWorker = (): void => {
     if (stopping) return;
     const startedAt = Date.now();
-    const worker = spawn(process.execPath, childArguments(['--listener-fd', String(INHERITED_FD)]), {
+    const worker = spawn(process.execPath, childArguments(thisFile, ['--listener-fd', String(INHERITED_FD)]), {
       stdio: ['ignore', 'inherit', 'inherit', listener.fd],
     });
     // A worker that dies at once (a bug, no memory) must not be restarted in a tight loop.
@@ -423,9 +435,15 @@ function sleepBlocking(ms: number): void {
 }
 
 // =======================================================================================
-// Which role this process plays.
+// Which role this process plays. main() is called here rather than written as top-level
+// `await`s: a copy of this file in a CommonJS package (what `npm init -y` makes) could not be
+// compiled with them.
 // =======================================================================================
-if (options.extra['connection-fd']) serveOneConnection(options.extra['connection-fd']);
-else if (options.extra['listener-fd']) runPoolWorker(options.extra['listener-fd']);
-else if (options.extra.pool) serveWithPreforkPool(options.extra.pool);
-else await serveWithProcessPerConnection();
+async function main(): Promise<void> {
+  if (options.extra['connection-fd']) serveOneConnection(options.extra['connection-fd']);
+  else if (options.extra['listener-fd']) runPoolWorker(options.extra['listener-fd']);
+  else if (options.extra.pool) await serveWithPreforkPool(options.extra.pool);
+  else await serveWithProcessPerConnection();
+}
+
+main().catch(exitOnCrash);

@@ -16,47 +16,46 @@
  *     flags: --port N --host H --root DIR --idle-timeout S --pool N --verbose --help
  *
  * Watch it (PID is printed in the start line):
- *     ps -T -p PID                  one line per thread: two more per open connection (see below)
+ *     ps -T -p PID                  one line per thread: one more per open connection
  *     ls -l /proc/PID/fd            ONE descriptor table for all threads: each connection once
- *                                   (plus ~14 epoll/eventfd/pipe descriptors per worker: each
+ *                                   (plus 4 epoll/eventfd/pipe descriptors per worker: each
  *                                   worker thread runs an event loop of its own)
  *     ls -l /proc/PID/task/TID/fd   ...and every thread (TID from ps -T) sees that same table
  *     grep -E 'Threads|VmRSS' /proc/PID/status
  *     strace -f -e trace=accept4,recvfrom,sendto,shutdown,close -p PID
  *
- * What a thread costs here (2-core machine, Node 20, under npx tsx; Python 3 on the same machine
- * for comparison):
+ * What a thread costs here (2-core machine, Node 20; Python 3 on the same machine for comparison):
  *                                              02-multithread        Python threading.Thread
- *     from accept to the thread's first byte   350-500 ms            ~0.14 ms
- *     memory (RSS) per live connection         ~28 MB                ~16 KB
- *     OS threads / descriptors per connection  2 / 15                1 / 1
+ *     from accept to the thread's first byte   ~45 ms (35 to 75)     ~0.14 ms
+ *     memory (RSS) per live connection         ~11 MiB               ~16 KB
+ *     OS threads / descriptors per connection  1 / 5                 1 / 1
  * Measured with the server running in another terminal (PID from its start line):
  *     curl -s -o /dev/null -w '%{time_starttransfer}\n' http://127.0.0.1:7890/hello.txt
  *     grep VmRSS /proc/PID/status
  *     for i in $(seq 10); do (exec 3<>/dev/tcp/127.0.0.1/7890; sleep 30) & done
  *     sleep 10; grep -E 'VmRSS|Threads' /proc/PID/status; ls /proc/PID/fd | wc -l
- *     (differences divided by 10). `--verbose` logs how long after accept() each thread ran:
- *     with those 10 clients arriving at once, the last one waited 5 s for its thread.
+ *     (differences divided by 10), or `npm run bench -- --model 02 --scenario c10k`. Each thread
+ *     runs the plain JavaScript compiled from this file once, when the server started
+ *     (shared/compiled-self.ts): started through tsx's loader instead, a thread took ~200 ms
+ *     and ~28 MiB, and needed a second thread for the loader.
  *
  * Why so much more than a Python thread? A Python thread is an OS thread inside the interpreter
  * that already exists: it shares every loaded module and object. JavaScript objects cannot be
  * shared between threads, so a Node worker thread is an OS thread plus a whole new JavaScript
  * engine instance (a V8 isolate) with its own heap, its own event loop and its own copy of every
- * module it imports: this file, shared/, koffi and the C library bindings. Under tsx there is
- * more: the new isolate knows no TypeScript, so it first registers tsx's loader, which Node 20
- * runs on a thread and isolate of its own (see shared/ts-worker.ts). Threads are cheap in C and
- * in Python; isolates are not.
+ * module it imports: this file, shared/, koffi and the C library bindings. Threads are cheap in
+ * C and in Python; isolates are not.
  */
-import { isMainThread, parentPort, threadId, workerData, type Worker } from 'node:worker_threads';
+import { Worker, isMainThread, parentPort, threadId, workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SHUT_RDWR, Socket, formatAddress, isOSError, type Address } from './shared/libc.ts';
-import { announce, exitOnListenError, onShutdown, parseCommandLine, type ExtraFlag, type ServerOptions } from './shared/cli.ts';
+import { announce, exitOnCrash, exitOnListenError, onShutdown, parseCommandLine, type ExtraFlag, type ServerOptions } from './shared/cli.ts';
 import { configureLog, debug, describeError, log } from './shared/log.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { handleRequest, serviceUnavailable } from './shared/handle-request.ts';
 import { StaticSite } from './shared/static-site.ts';
 import { Outbox } from './shared/outbox.ts';
-import { startTsWorker } from './shared/ts-worker.ts';
+import { compiledCopyOf } from './shared/compiled-self.ts';
 
 const MODEL = '02-multithread';
 const SUMMARY = 'a static-file HTTP server that serves each connection on its own thread';
@@ -74,7 +73,7 @@ const POOL_FLAG: ExtraFlag = {
 const RECV_BYTES = 64 * 1024;
 
 /**
- * At most this many connection threads at once. At ~28 MB each, an unbounded number of them
+ * At most this many connection threads at once. At ~11 MiB each, an unbounded number of them
  * would let a crowd of idle clients exhaust the machine's memory; past the limit we simply stop
  * calling accept(), and new clients wait in the kernel's listen queue until a thread ends.
  */
@@ -224,6 +223,8 @@ async function main(): Promise<void> {
     shutdownQuietly(server);
   });
 
+  // Compile this file to JavaScript once, for every thread to run (see startThreadRunningThisFile).
+  thisFileAsJavaScript = await compiledCopyOf(import.meta.url);
   const poolSize = options.extra.pool ?? 0;
   const pool = poolSize > 0 ? await WorkerPool.start(poolSize, options) : null;
   announce(options, server.getsockname());
@@ -257,7 +258,7 @@ async function main(): Promise<void> {
     const [conn, address] = accepted;
     const job: ConnectionJob = { fd: conn.fd, who: formatAddress(address), acceptedAt: now() };
     if (pool) pool.serve(conn, job);
-    // Starting a thread keeps a core busy for a few hundred milliseconds (see the header), so
+    // Starting a thread keeps a core busy for tens of milliseconds (see the header), so
     // we start one at a time: the next clients wait in the kernel's listen queue meanwhile.
     // That costs nothing in throughput on a machine with few cores, and it keeps Ctrl+C quick:
     // Node can end a thread only once it has started, and would wait for every half-started one.
@@ -271,15 +272,30 @@ async function main(): Promise<void> {
   }
 }
 
+/** Where main() put the JavaScript compiled from this file. */
+let thisFileAsJavaScript = '';
+
+/**
+ * A new thread running this same file, with `start` as its workerData.
+ *
+ * Not the .ts file itself: a new thread is a new JavaScript engine that knows no TypeScript, and
+ * teaching it with tsx's loader would cost every thread some 200 ms and 28 MiB more. It runs the
+ * plain JavaScript that main() compiled from this file once (shared/compiled-self.ts), with no
+ * Node options of ours (execArgv: []): under `npx tsx` they would load tsx into it after all.
+ */
+function startThreadRunningThisFile(start: WorkerStart): Worker {
+  return new Worker(thisFileAsJavaScript, { workerData: start, execArgv: [] });
+}
+
 /**
  * threading.Thread(target=handle_request, args=(new_socket,)).start(): a new worker thread
- * running this same file, told which descriptor to serve.
+ * running this same file, told which descriptor to serve. Resolves once the new thread serves
+ * the connection, or has failed to start.
  */
-/** Resolves once the new thread serves the connection, or has failed to start. */
 function startConnectionThread(conn: Socket, job: ConnectionJob, options: ServerOptions): Promise<void> {
   let worker: Worker;
   try {
-    worker = startTsWorker(import.meta.url, { options, job } satisfies WorkerStart);
+    worker = startThreadRunningThisFile({ options, job });
   } catch (error) {
     refuse(conn, job.who, `no thread could start: ${describeError(error)}`);
     return Promise.resolve();
@@ -359,7 +375,7 @@ function shutdownQuietly(socket: Socket): void {
 // =======================================================================================
 //
 // Everything above is the article's design, and its cost is visible: every client pays for a
-// new thread (here 350 ms or more, and ~28 MB while it lives), and a crowd of clients means a
+// new thread (here ~45 ms, and ~11 MiB while it lives), and a crowd of clients means a
 // crowd of threads. Real thread-based servers (Apache's worker MPM, Tomcat, Java's
 // ExecutorService, Python's ThreadPoolExecutor) start a fixed number of threads once and reuse
 // them:
@@ -423,7 +439,7 @@ class WorkerPool {
 
   private addWorker(): Promise<void> {
     return new Promise((resolve) => {
-      const worker = startTsWorker(import.meta.url, { options: this.options, job: null } satisfies WorkerStart);
+      const worker = startThreadRunningThisFile({ options: this.options, job: null });
       let ready = false;
       let failure: unknown = null;
       worker.on('message', (message: WorkerReport) => {
@@ -480,5 +496,7 @@ function runPoolWorker(site: StaticSite, options: ServerOptions): void {
 // One file, two roles: Python's Thread(target=handle_request) names a function; a Node worker
 // names a module, so the worker loads this same file and takes the other branch.
 // =======================================================================================
-if (isMainThread) await main();
+// main() is called here rather than awaited at the top level: a copy of this file in a CommonJS
+// package (what `npm init -y` makes) could not be compiled with a top-level await.
+if (isMainThread) main().catch(exitOnCrash);
 else runWorker(workerData as WorkerStart);

@@ -24,10 +24,7 @@ const WWW = path.join(REPO_ROOT, 'www');
  * Lessons whose copy is known not to run yet, with the reason. node:test runs them and reports
  * the result, but a failure does not fail `npm test`. Remove an entry once the lesson is fixed.
  */
-const KNOWN_BROKEN: Record<string, string> = {
-  '01-multiprocess.ts': 'uses import.meta.resolve and top-level await (the loader rewrite, issue 10 part 4, removes both)',
-  '02-multithread.ts': 'uses import.meta.resolve (shared/ts-worker.ts) and top-level await (the loader rewrite, issue 10 part 4)',
-};
+const KNOWN_BROKEN: Record<string, string> = {};
 
 /** A folder as `mkdir hw && cd hw && npm init -y` leaves it, plus the lesson, shared/ and node_modules. */
 async function makeHomeworkCopy(lesson: string): Promise<string> {

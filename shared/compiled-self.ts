@@ -1,0 +1,93 @@
+/**
+ * shared/compiled-self.ts: a lesson file as ONE plain JavaScript file, compiled once at start,
+ * for the processes of 01-multiprocess.ts and the threads of 02-multithread.ts to run.
+ *
+ * Why. Under `npx tsx FILE.ts`, TypeScript is compiled while it loads, by a module loader tsx
+ * installs into Node. A new process or a new worker thread starts with no such loader, so
+ * starting "this file again" through tsx installs it once more, in every one of them: measured
+ * on the 2-core machine these lessons were written on, a child process of 01 then took ~250 ms
+ * to its first byte and held ~85 MiB, a thread of 02 ~200 ms and ~28 MiB (Node runs a loader
+ * on a thread and JavaScript engine of its own, so each such thread was really two). That is
+ * the price of tsx, not of a process or a thread. The code does not change while the server
+ * runs, so the server compiles it once, when it starts: esbuild (the compiler tsx itself uses)
+ * bundles the lesson file and the shared/ modules it imports into one JavaScript file, and
+ * every child process or thread runs that, with no loader at all.
+ *
+ * Why CommonJS (a .cjs file). Node runs a .cjs file as CommonJS whatever the surrounding
+ * package.json says, and its CommonJS loader is lighter than its ES module loader: here ~10 ms
+ * of CPU and ~1.6 MiB less in every process. (It also means no top-level `await`: the lesson
+ * files start from a main() called at the bottom.)
+ *
+ * Where the file goes. Into a new folder under the system's temporary directory, made for this
+ * server alone (mkdtemp) and removed when it exits: several servers running at once each have
+ * their own and never delete another's, and the lesson's own folder may be read-only. (A server
+ * killed with SIGKILL cannot clean up: its folder, ~70 KB, stays until the next reboot.)
+ *
+ * What stays outside the bundle:
+ *   - Node's built-in modules;
+ *   - packages from node_modules (koffi, with its native library; mime-types): the bundle
+ *     imports them by absolute file URL, found from the importing file as Node would, because
+ *     the temporary folder has no node_modules next to it;
+ *   - `import.meta.url` keeps naming the .ts file it is written in, so a path computed from
+ *     it (the default www/ folder in shared/cli.ts) is the same in the bundle.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { builtinModules, createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/** One compilation per lesson file and server, shared by every process or thread it starts. */
+const compiled = new Map<string, Promise<string>>();
+
+/**
+ * The path of a JavaScript file that does what the TypeScript module at `moduleUrl` (its
+ * import.meta.url) does, imports included. The first call compiles; later calls reuse it.
+ */
+export function compiledCopyOf(moduleUrl: string): Promise<string> {
+  let result = compiled.get(moduleUrl);
+  if (result === undefined) {
+    result = compile(fileURLToPath(moduleUrl));
+    compiled.set(moduleUrl, result);
+  }
+  return result;
+}
+
+async function compile(sourceFile: string): Promise<string> {
+  const folder = mkdtempSync(path.join(tmpdir(), 'concurrent-webserver-'));
+  process.on('exit', () => rmSync(folder, { recursive: true, force: true }));
+  const outfile = path.join(folder, `${path.basename(sourceFile, path.extname(sourceFile))}.cjs`);
+
+  // Loaded here, not at the top: the compiled copy contains this module too, and the processes
+  // and threads that run it must not pay for loading the compiler they will never call.
+  const esbuild = await import('esbuild');
+  try {
+    await esbuild.build({
+      entryPoints: [sourceFile],
+      outfile,
+      bundle: true,
+      format: 'cjs', // see "Why CommonJS" above
+      platform: 'node',
+      target: `node${process.versions.node}`, // the very node that will run it
+      logLevel: 'silent', // a failure is thrown, with esbuild's messages in it
+      plugins: [{ name: 'keep-packages-and-urls', setup: keepPackagesAndUrls }],
+    });
+  } finally {
+    // esbuild compiles in a helper process of its own; it is not needed any more.
+    await esbuild.stop();
+  }
+  return outfile;
+}
+
+/** The esbuild plugin that leaves packages outside and keeps import.meta.url (see the header). */
+function keepPackagesAndUrls(build: import('esbuild').PluginBuild): void {
+  // A bare specifier ('koffi', 'node:fs'): not a path of ours.
+  build.onResolve({ filter: /^[^./]/ }, ({ path: specifier, importer }) => {
+    if (specifier.startsWith('node:') || builtinModules.includes(specifier)) return { external: true };
+    return { path: createRequire(importer).resolve(specifier), external: true };
+  });
+  build.onLoad({ filter: /\.[cm]?[jt]s$/ }, ({ path: file }) => ({
+    contents: readFileSync(file, 'utf8').replace(/\bimport\.meta\.url\b/g, JSON.stringify(pathToFileURL(file).href)),
+    loader: file.endsWith('ts') ? 'ts' : 'js',
+  }));
+}
