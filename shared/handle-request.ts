@@ -235,7 +235,7 @@ function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, clo
   if (file.body !== null) {
     if (range !== undefined) {
       // Cached: the part is sliced from memory (HEAD: just its head, §9.3.2).
-      const decision = decideRange(range, request.headers.get('if-range'), file);
+      const decision = decideRange(range, request.headers.get('if-range'), file, now);
       if (decision.kind !== 'whole') return rangeResponse(decision, range, file, file.contentType, file.body, isHead, close);
     }
     return preparedResponse(file, file.body, kind + (close ? 1 : 0), close, now);
@@ -245,7 +245,7 @@ function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, clo
   // decides 304 and HEAD, and nothing is opened for them.
   if (kind !== FULL) {
     if (range !== undefined) {
-      const decision = decideRange(range, request.headers.get('if-range'), file);
+      const decision = decideRange(range, request.headers.get('if-range'), file, now);
       if (decision.kind !== 'whole') return rangeResponse(decision, range, file, file.contentType, null, isHead, close);
     }
     const status = notModified ? 304 : 200;
@@ -258,7 +258,7 @@ function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, clo
   if (range !== undefined) {
     // Decided on what was really opened (fstat), so the part and its
     // Content-Range match the bytes the Outbox will read from `offset`.
-    const decision = decideRange(range, request.headers.get('if-range'), opened);
+    const decision = decideRange(range, request.headers.get('if-range'), opened, now);
     if (decision.kind === 'part') {
       const head = rangeResponse(decision, range, opened, file.contentType, null, false, close);
       return { ...head, file: { fd: opened.fd, offset: decision.start, length: decision.length } };
