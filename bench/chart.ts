@@ -52,7 +52,7 @@ export function renderChart(report: BenchReport): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
-    text(WIDTH / 2, 18, 'Six concurrency models side by side', { size: 16, anchor: 'middle', weight: 'bold' }),
+    text(WIDTH / 2, 18, 'Concurrency models side by side', { size: 16, anchor: 'middle', weight: 'bold' }),
     text(WIDTH / 2, 34, `${machineLine(report)}; ${report.generator.name}`, { size: 11, anchor: 'middle', color: '#555' }),
     ...body,
     '</svg>',

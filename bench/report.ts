@@ -252,12 +252,14 @@ export function checkTargets(report: BenchReport, language: Language = 'en'): Ta
   const modelId = (number: string) =>
     report.servers.find((server) => server.id.startsWith(`${number}-`) && server.kind === 'model')?.id ?? MODELS.find((model) => model.number === number)?.name ?? number;
   const notMeasured = (target: string, missing: string): TargetCheck => ({ target, measured: say(`not measured (${missing} has no row)`, `未测（${missing} 没有数据）`), met: null });
+  const nothingServed = (target: string, server: string): TargetCheck => ({ target, measured: say(`not measured (${server} answered no request)`, `未测（${server} 没有回答任何请求）`), met: null });
   const times = (value: number) => (value >= 100 ? whole(value) : value.toFixed(2));
   /** Requests/s of `server` at least `minimum` × those of `reference`. */
   const fasterThan = (target: string, server: string, reference: string, scenario: LoadScenario, connections: number, minimum: number): TargetCheck => {
     const mine = find(server, scenario, connections)?.load.requestsPerSecond;
     const theirs = find(reference, scenario, connections)?.load.requestsPerSecond;
-    if (mine === undefined || theirs === undefined || theirs === 0) return notMeasured(target, mine === undefined ? server : reference);
+    if (mine === undefined || theirs === undefined) return notMeasured(target, mine === undefined ? server : reference);
+    if (theirs === 0) return nothingServed(target, reference);
     const ratio = mine / theirs;
     return { target, measured: `${times(ratio)}× (${requestsPerSecond(mine)} ${say('vs', '对')} ${requestsPerSecond(theirs)} ${say('req/s', '请求/秒')})`, met: ratio >= minimum };
   };
@@ -271,7 +273,8 @@ export function checkTargets(report: BenchReport, language: Language = 'en'): Ta
     const theirsRow = find(reference, 'keepalive', HEADLINE_CONNECTIONS);
     const mine = mineRow && cpuMicrosPerRequest(mineRow);
     const theirs = theirsRow && cpuMicrosPerRequest(theirsRow);
-    if (mine == null || theirs == null || theirs === 0) return notMeasured(target, mine == null ? server : reference);
+    if (mineRow === undefined || theirsRow === undefined) return notMeasured(target, mineRow === undefined ? server : reference);
+    if (mine == null || theirs == null || theirs === 0) return nothingServed(target, mine == null ? server : reference);
     const ratio = mine / theirs;
     return { target, measured: `${times(ratio)}× (${micros(mine)} ${say('vs', '对')} ${micros(theirs)} µs)`, met: ratio <= maximum };
   };
@@ -361,7 +364,7 @@ function skipNotes(report: BenchReport): string[] {
 
 export function toMarkdown(report: BenchReport, chartFile: string): string {
   const lines = [
-    '# Benchmark: six concurrency models side by side',
+    '# Benchmark: the concurrency models side by side',
     '',
     `- **Machine:** ${machineLine(report)}`,
     `- **Load generator:** ${report.generator.version} (its own CPU use is in each table: near 100% of a core means the client, not the server, was the limit)`,

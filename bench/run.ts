@@ -3,7 +3,7 @@
  * pool variants and the references (node:http; nginx with one worker, as it comes and with
  * open_file_cache; a C epoll loop, the ceiling) side by side, in one run on one machine.
  *
- *   npm run bench                          everything (about 14 minutes on 2 cores)
+ *   npm run bench                          everything (about 14 minutes on 2 cores; at most 3 more when busy)
  *   npm run bench -- --quick               nearly everything, briefly (about two minutes)
  *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
  *   npm run bench -- --update-readme       copy the last results into both READMEs
