@@ -21,7 +21,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import fc from 'fast-check';
-import { RequestReader } from '../shared/request-reader.ts';
+import { RequestReader, hasToken } from '../shared/request-reader.ts';
 import type { HttpRequest, RequestError } from '../shared/request-reader.ts';
 import { NodeHttpOracle } from './helpers/node-http-oracle.ts';
 import type { OracleVerdict } from './helpers/node-http-oracle.ts';
@@ -123,6 +123,8 @@ interface Difference {
   rest: string;
   /** The head of that request: `rest` up to its first empty line (or all of it). */
   head: string;
+  /** The request before it, on which both agreed (null for the first). */
+  previous: Framed | null;
   ours: Framed | Ending;
   theirs: Framed | Ending;
 }
@@ -153,7 +155,7 @@ function compare(stream: string, ours: OurFraming, theirs: Framing): Difference 
     const leading = /^[\r\n]*/.exec(rest)![0].length;
     const blank = /\r?\n\r?\n/.exec(rest.slice(leading));
     const head = blank === null ? rest : rest.slice(0, leading + blank.index + blank[0].length);
-    return { index, rest, head, ours: a ?? ours.ending, theirs: b ?? theirs.ending };
+    return { index, rest, head, previous: ours.requests[index - 1] ?? null, ours: a ?? ours.ending, theirs: b ?? theirs.ending };
   }
 }
 
@@ -179,6 +181,13 @@ const isError = (side: Framed | Ending, pattern: RegExp = /./): boolean =>
   !isRequest(side) && side.kind === 'error' && pattern.test(side.what);
 // Our refusals carry "status reason".
 const weRefuse = (difference: Difference, pattern: RegExp): boolean => isError(difference.ours, pattern);
+
+// Upgrade with "upgrade" among the Connection options: llhttp hands the connection over to the new protocol.
+function asksToUpgrade(request: Framed): boolean {
+  const field = (wanted: string) => request.headers.find(([name]) => name === wanted)?.[1];
+  const connection = field('connection');
+  return field('upgrade') !== undefined && connection !== undefined && hasToken(connection, 'upgrade');
+}
 
 // A line feed without a carriage return before it.
 const BARE_LF = /(?<!\r)\n/;
@@ -226,6 +235,12 @@ const RULES: Rule[] = [
     explains: (difference) => weRefuse(difference, /^400 (bare CR|control character)/) && /\r(?!\n)/.test(difference.head),
   },
   {
+    name: 'after a request asking to Upgrade, or a CONNECT, llhttp reads no more HTTP; we go on',
+    why: 'we never switch protocols or open tunnels: Upgrade is ignored (RFC 9110 §7.8) and CONNECT gets 405, so the next bytes are still HTTP requests',
+    explains: (difference) => isRequest(difference.ours) && !isRequest(difference.theirs) && difference.theirs.kind === 'clean'
+      && (difference.ours.method === 'CONNECT' || (difference.previous !== null && asksToUpgrade(difference.previous))),
+  },
+  {
     name: 'an unfinished head is judged when complete; llhttp refuses at its first bad byte',
     why: 'either way no request comes of it; ours answers 400 once the head ends or outgrows 8 KiB (or the idle timeout closes it)',
     explains: (difference) => !isRequest(difference.ours) && difference.ours.kind === 'incomplete' && !isRequest(difference.theirs),
@@ -242,7 +257,7 @@ const RULES: Rule[] = [
   },
   {
     name: 'a bare LF ends a line; llhttp insists on CRLF',
-    why: 'RFC 9112 §2.2 lets a recipient take a single LF as a line end (nginx does too); a bare CR is refused',
+    why: 'RFC 9112 §2.2 lets a recipient take a single LF as a line end (nginx and Go do too), and `printf`/netcat users send them; smuggling with it needs a proxy that forwards a raw LF inside a field value, which RFC 9110 §5.5 forbids. A bare CR, the ambiguous one, is refused',
     explains: (difference) => isRequest(difference.ours) && isError(difference.theirs) && BARE_LF.test(difference.head),
     normalize: (head) => head.replace(new RegExp(BARE_LF, 'g'), '\r\n'),
   },

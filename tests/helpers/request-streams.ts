@@ -4,7 +4,8 @@
  * variants that parsers disagree about: odd whitespace, obsolete line folding, bare LF and bare CR,
  * duplicate or conflicting Content-Length, Transfer-Encoding variants, absolute-form, asterisk and
  * authority targets, huge and empty fields, NUL and other control bytes, unknown methods and
- * versions, bodies that are too short or too long, and a few random bytes changed anywhere.
+ * versions, Upgrade and CONNECT, bodies that are too short or too long, and a few random bytes changed
+ * anywhere.
  * Streams are latin1 strings: one character per byte.
  */
 import fc from 'fast-check';
@@ -36,7 +37,7 @@ const lineEnd = weighted([40, fc.constant('\r\n')], [2, fc.constant('\n')], [1, 
 const method = weighted(
   [12, fc.constantFrom('GET', 'HEAD')],
   [3, fc.constantFrom('POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE')],
-  [2, fc.constantFrom('get', 'Get', 'FOO', 'M-SEARCH', 'PROPFIND', 'GE', 'GETS', 'G\x00T', 'GET\x7f', '')],
+  [2, fc.constantFrom('get', 'Get', 'FOO', 'M-SEARCH', 'PROPFIND', 'CONNECT', 'GE', 'GETS', 'G\x00T', 'GET\x7f', '')],
   [1, text(TOKEN_CHARS, 1, 8)],
 );
 
@@ -68,7 +69,7 @@ const transferEncodingValue = fc.constantFrom(
   'chunked', 'Chunked', 'gzip, chunked', 'chunked, gzip', 'gzip', 'identity', 'chunked, chunked', 'chunkedx', 'x, chunked', '',
 );
 
-const connectionValue = fc.constantFrom('close', 'keep-alive', 'Close', 'KEEP-ALIVE', 'keep-alive, close', 'close, foo', 'foo', '', 'closed', 'upgrade-me');
+const connectionValue = fc.constantFrom('close', 'keep-alive', 'Close', 'KEEP-ALIVE', 'keep-alive, close', 'close, foo', 'foo', '', 'closed', 'upgrade-me', 'Upgrade', 'keep-alive, upgrade');
 
 const hostValue = weighted(
   [8, fc.constantFrom('example.com', 'localhost:8080', '127.0.0.1', '[::1]:80')],
@@ -93,6 +94,7 @@ const field: fc.Arbitrary<FieldSpec> = weighted<FieldSpec>(
   [2, fc.record({ name: fc.constantFrom('Connection', 'connection'), value: connectionValue })],
   [1, fc.record({ name: fc.constant('Host'), value: hostValue })],
   [1, fc.record({ name: fc.constant('Expect'), value: fc.constantFrom('100-continue', 'nothing') })],
+  [1, fc.record({ name: fc.constantFrom('Upgrade', 'upgrade'), value: fc.constantFrom('websocket', 'h2c', '') })],
   [1, fc.record({ name: text(TOKEN_CHARS, 1, 10), value: plainValue })],
   [1, fc.record({ name: fc.constantFrom('', 'Ho st', 'X\x00', 'X\x7f', 'é', '"q"', 'X(1)', ' X', '\tX'), value: plainValue })],
 );
