@@ -446,12 +446,16 @@ function checkTarget(target: string): string | null {
     if (code < 0x21 || code > 0x7e) return 'invalid character in request-target';
   }
   if (target.charCodeAt(0) === 0x2f /* / */) return null;
-  if (ABSOLUTE_FORM.test(target)) return null;
-  return 'unsupported request-target form';
+  const absolute = ABSOLUTE_FORM.exec(target);
+  if (absolute === null) return 'unsupported request-target form';
+  // The authority must be a host and port: no userinfo ("user@", which RFC
+  // 9110 §4.2.4 says to treat as an error) and nothing a host cannot hold
+  // (llhttp refuses those too; found by the differential test).
+  return isValidHost(absolute[1]!) ? null : 'invalid authority in request-target';
 }
 
 // scheme "://" authority, then nothing or a path/query/fragment.
-const ABSOLUTE_FORM = /^https?:\/\/[^/?#]+(?:[/?#]|$)/i;
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]+)(?:[/?#]|$)/i;
 
 /**
  * The origin-form ("/path?query") of an accepted request-target: unchanged for

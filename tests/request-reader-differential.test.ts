@@ -214,8 +214,8 @@ const RULES: Rule[] = [
     explains: (difference) => weRefuse(difference, /^413 /),
   },
   {
-    name: 'request-target neither origin-form nor http(s) absolute-form, or not visible ASCII: 400',
-    why: 'asterisk-form (OPTIONS *) and authority-form (CONNECT) mean nothing to a file server; a URI holds only visible ASCII (RFC 3986 §2), so a raw byte there is an error, not a guess',
+    name: 'request-target neither origin-form nor http(s) absolute-form with a plain host[:port], or not visible ASCII: 400',
+    why: 'asterisk-form (OPTIONS *) and authority-form (CONNECT) mean nothing to a file server; userinfo in an http URI is to be treated as an error (RFC 9110 §4.2.4); a URI holds only visible ASCII (RFC 3986 §2), so a raw byte there is an error, not a guess',
     explains: (difference) => weRefuse(difference, /^400 .*request-target/),
   },
   {

@@ -285,6 +285,15 @@ test('asterisk-form, authority-form and relative targets are a 400', () => {
   }
 });
 
+test('an absolute-form target whose authority is no host[:port] is a 400 (userinfo, quotes, brackets of other kinds)', () => {
+  for (const target of ['http://"example.com/', 'http://user@example.com/', 'http://user:pw@h/', 'http://a<b>/', 'http://h{}/', 'http://h\\x/', 'http://h`/']) {
+    assertError(parseOne(get(target)), 400, 'authority in request-target');
+  }
+  for (const target of ['http://[::1]:8080/', 'http://127.0.0.1/x', 'http://xn--fiq228c.example/', 'http://h%41/']) {
+    assert.equal(parseRequest(get(target)).target, target);
+  }
+});
+
 test('bytes outside printable ASCII in the target are a 400', () => {
   assertError(parseOne(Buffer.from(get('/caf\xe9.html'), 'latin1')), 400, 'request-target');
   assertError(parseOne(Buffer.from(get('/中文.html'), 'utf8')), 400, 'request-target');
