@@ -74,6 +74,8 @@ const SEND_SLOT_BYTES = 64 * 1024;
 const OUTBOX_LIMIT = 64 * 1024;
 /** Longest time io_uring_enter may wait, so that Ctrl+C is heard promptly (see the loop). */
 const LONGEST_WAIT_MS = 500;
+/** Under load, how often the loop gives Node's own event loop a turn (signals, see the loop). */
+const YIELD_EVERY_MS = 20;
 /** How often idle connections are looked for. */
 const IDLE_SWEEP_EVERY_MS = 1000;
 /** After accept failed for lack of descriptors: first pause, and the longest one. */
@@ -185,6 +187,7 @@ const freeIds: number[] = [];
 let now = Date.now();
 let lastIdleSweep = now;
 let requestsServed = 0;
+let lastYield = now;
 
 // Accepting is paused for a while after running out of descriptors (EMFILE).
 let acceptPausedUntil = 0; // 0: not paused
@@ -221,7 +224,10 @@ async function serveForever(): Promise<never> {
     }
     ring.markCompletionsSeen(ready); // those CQE slots are the kernel's again
     doChores();
-    await setImmediate();
+    if (ready === 0 || now - lastYield >= YIELD_EVERY_MS) {
+      lastYield = now;
+      await setImmediate();
+    }
   }
 }
 

@@ -243,6 +243,11 @@ export class IoUring {
   private readonly sqeHalves: Uint16Array;
   /** Our copy of the tail: SQEs prepared but not yet published to the kernel. */
   private sqeTail = 0;
+  /**
+   * The head as of our last io_uring_enter. Without a kernel polling thread (SQPOLL) the kernel
+   * takes SQEs only inside io_uring_enter, so reading the head once after each call is enough.
+   */
+  private sqeHead = 0;
 
   // The completion ring: head (ours: what we have read), tail (the kernel's: what it has
   // posted), a mask, and the CQE array (4 words each: user_data low, high, res, flags).
@@ -330,6 +335,7 @@ export class IoUring {
       const arrayAt = sqOff(6) / 4;
       for (let i = 0; i < this.sqEntries; i++) this.ringWords[arrayAt + i] = i;
       this.sqeTail = this.ringWords[this.sqTail]!;
+      this.sqeHead = this.ringWords[this.sqHead]!;
       this.cqeHead = this.ringWords[this.cqHead]!;
 
       this.waitArg = mapAnonymous(PAGE_BYTES);
@@ -359,7 +365,7 @@ export class IoUring {
 
   /** SQEs prepared and not yet handed to the kernel. */
   get pendingSubmissions(): number {
-    return (this.sqeTail - Atomics.load(this.ringWords, this.sqHead)) >>> 0;
+    return (this.sqeTail - this.sqeHead) >>> 0;
   }
 
   /**
@@ -511,6 +517,7 @@ export class IoUring {
   private enter(toSubmit: number, minComplete: number, flags: number, arg: Pointer, argBytes: number): void {
     this.enterCalls++;
     const result = Number(c.io_uring_enter(SYS_io_uring_enter, this.fd, toSubmit, minComplete, flags, arg, argBytes));
+    this.sqeHead = Atomics.load(this.ringWords, this.sqHead);
     if (result >= 0) return;
     const errno = koffi.errno();
     const { EINTR, ETIME, EAGAIN, EBUSY } = osConstants.errno;
