@@ -15,10 +15,13 @@
  *  - `ls -l /proc/PID/fd`: the ring is `anon_inode:[io_uring]`. There is no eventpoll of ours.
  *  - `cat /proc/PID/fdinfo/RINGFD`: the rings' counters. SqTail is how many operations we have
  *    submitted, SqHead how many the kernel has taken; CqTail how many completions the kernel
- *    has posted, CqHead how many we have read. Run a load and read it again.
+ *    has posted, CqHead how many we have read. Run a load and read it again. Under PollList, the
+ *    operations waiting in the kernel: one receive (op=27) per connection, one accept (op=13).
+ *  - `grep io_uring /proc/PID/maps`: the rings and the SQE array, mapped shared (rw-s) into this
+ *    process. (06 has no such line: epoll's lists stay inside the kernel.)
  *  - `strace -f -p PID -e trace=io_uring_enter,recvfrom,sendto,accept4`: no accept, recv or
  *    send at all, only io_uring_enter, each handing over many operations at once (its second
- *    number) and collecting many results. Node's own loop adds its epoll_pwait calls.
+ *    number) and collecting many results. Node's own loop adds an epoll_pwait now and then.
  *  - Ctrl+C prints how many requests were served with how many io_uring_enter calls.
  *
  * Readiness versus completion. 05 and 06 ask the kernel "which sockets are ready?" and then
@@ -29,8 +32,9 @@
  * buffer 5", "fd 12: 200 bytes sent". Both queues are rings mapped into our memory and the
  * kernel's: the article's picture of epoll, a list "in memory shared by the application and the
  * kernel", is what io_uring really is. And completion covers what readiness cannot: a file is
- * always "ready" to epoll even when reading it waits for the disk, so 06 reads files in its own
- * thread (sendfile); here the read is one more operation in the ring.
+ * always "ready" to epoll even when reading it waits for the disk, so 06's sendfile() can stall
+ * its one thread on a disk read; here the read is one more operation in the ring, which the
+ * kernel finishes on a worker of its own when it has to wait.
  *
  * The price: the kernel writes into our memory whenever it likes, so every buffer has an owner
  * at each moment (see shared/io-uring.ts), and memory handed to the kernel may be reused only
