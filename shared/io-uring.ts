@@ -168,7 +168,9 @@ export function explainRefusal(errno: number, disabledSysctl = readIoUringDisabl
   const { EPERM, ENOSYS } = osConstants.errno;
   if (errno === EPERM) {
     if (disabledSysctl !== null && disabledSysctl !== '0') {
-      return `io_uring is refused here (EPERM): the sysctl kernel.io_uring_disabled is ${disabledSysctl}; ` +
+      // 1: only members of the group named in kernel.io_uring_group may use it; 2: nobody.
+      const who = disabledSysctl === '1' ? ' (only the group kernel.io_uring_group may use it)' : '';
+      return `io_uring is refused here (EPERM): the sysctl kernel.io_uring_disabled is ${disabledSysctl}${who}; ` +
         'allow it with `sudo sysctl kernel.io_uring_disabled=0`, or run 06-epoll.ts instead';
     }
     return 'io_uring is refused here (EPERM): a seccomp profile blocks it, as Docker\'s and Podman\'s default ' +

@@ -169,6 +169,7 @@ describe('07-io_uring.ts where io_uring is refused', () => {
     for (const value of ['1', '2']) {
       assert.match(explainRefusal(osConstants.errno.EPERM, value), new RegExp(`kernel\\.io_uring_disabled is ${value}.*sysctl kernel\\.io_uring_disabled=0`));
     }
+    assert.match(explainRefusal(osConstants.errno.EPERM, '1'), /only the group kernel\.io_uring_group/);
     assert.match(explainRefusal(osConstants.errno.EPERM, '0'), /seccomp/);
     assert.match(explainRefusal(osConstants.errno.EPERM, null), /seccomp/);
     assert.match(explainRefusal(osConstants.errno.EINVAL, '0'), /EINVAL/);
