@@ -118,8 +118,10 @@ export function planSteps(servers: ServerSpec[], scenarios: readonly ScenarioNam
         skips.push({ server: server.id, scenario, reason: `not measured: ${server.cap!.why}, so idle connections would take every worker` });
         continue;
       }
-      // A capped model is measured once, at its cap.
-      const levels = settings.idleLevels.map((level) => Math.min(level, limit));
+      // A capped model is measured once, at its cap less one: the new client timed after them
+      // (see runIdleStep) is then within the cap too. 02 runs at most 100 connection threads
+      // (its MAX_LIVE_THREADS): with 100 held, a 101st client would only wait in the listen queue.
+      const levels = settings.idleLevels.map((level) => Math.min(level, limit - 1));
       [...new Set(levels)].forEach((level) => steps.push({ server, scenario, connections: level }));
     }
   }
@@ -285,7 +287,7 @@ async function runIdleStep(step: Step, running: RunningServer, context: RunConte
     return {
       server: step.server.id,
       requested: step.connections,
-      capped: step.connections === step.server.cap?.connections,
+      capped: step.connections === (step.server.cap?.connections ?? 0) - 1,
       held: count,
       failed: Number(ready.failed),
       notTried: Number(ready.notTried),
