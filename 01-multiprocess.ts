@@ -34,17 +34,17 @@
  * a running program, so a Node child is a whole new runtime: the node binary, a JavaScript
  * engine, then this file and the shared core. Measured on the 2-core machine these lessons
  * were written on (busy with other work, so take the spread seriously):
- *   - a new client's first byte: ~100 ms (75 to 120 ms), of which a bare `node -e 0` takes
- *     ~60 ms (`curl -so /dev/null -w '%{time_starttransfer}\n' http://127.0.0.1:7890/hello.txt`:
+ *   - a new client's first byte: ~60 ms (50 to 110 ms), most of it node's own start
+ *     (`curl -so /dev/null -w '%{time_starttransfer}\n' http://127.0.0.1:7890/hello.txt`:
  *     connect to first byte, and the connect takes well under a millisecond);
- *   - memory: ~49 MiB of RSS per child while its client stays connected (`grep VmRSS
- *     /proc/CHILD/status`; `pgrep -f -- --connection-fd` lists the children), ~12 MiB of it
- *     the child's own (PSS, in /proc/CHILD/smaps_rollup): the rest is the node binary's pages,
+ *   - memory: ~46 MiB of RSS per child while its client stays connected (`grep VmRSS
+ *     /proc/CHILD/status`; `pgrep -f -- --connection-fd` lists the children), ~9 MiB of it
+ *     the child's own (Pss in /proc/CHILD/smaps_rollup): the rest is the node binary's pages,
  *     which every child maps and the kernel keeps once.
  *   Each child runs the plain JavaScript compiled from this file once, when the server
- *   started (shared/compiled-self.ts): started through tsx's loader instead, it took ~250 ms
- *   and ~85 MiB. `npm run bench -- --model 01 --scenario c10k` measures both.
- * So a thousand idle keep-alive clients would cost a thousand processes and at least 12 GB of
+ *   started (shared/compiled-self.ts): started through tsx's loader instead, it took 0.3 to
+ *   1 s and ~85 MiB. `npm run bench -- --model 01 --scenario c10k` measures both.
+ * So a thousand idle keep-alive clients would cost a thousand processes and some 9 GB of
  * memory: the reason the article moves on to threads, coroutines and event loops.
  * Production servers that do use processes start a fixed number up front; see the end.
  *
@@ -59,7 +59,7 @@ import { handleRequest, serviceUnavailable } from './shared/handle-request.ts';
 import { Outbox } from './shared/outbox.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { StaticSite } from './shared/static-site.ts';
-import { compiledCopyOf } from './shared/compiled-self.ts';
+import { childEnvironment, compiledCopyOf } from './shared/compiled-self.ts';
 
 const MODEL = '01-multiprocess';
 const FLAGS: ExtraFlag[] = [
@@ -146,9 +146,9 @@ async function serveWithProcessPerConnection(): Promise<void> {
 // The child is this very file, started again by the same node binary: not through tsx, whose
 // loader would cost every child a few hundred milliseconds and tens of MiB, but as the plain
 // JavaScript that tsx would make of it, compiled once when the server starts (see
-// shared/compiled-self.ts). Nor with process.execArgv: under `npx tsx` it carries tsx's
-// preflight script, which installs JavaScript signal handlers, and a child must have none
-// (see serveOneConnection).
+// shared/compiled-self.ts, which also says why a child's environment lacks one variable).
+// Nor with process.execArgv: under `npx tsx` it carries tsx's preflight script, which
+// installs JavaScript signal handlers, and a child must have none (see serveOneConnection).
 function thisFileAsJavaScript(): Promise<string> {
   return compiledCopyOf(import.meta.url);
 }
@@ -175,6 +175,7 @@ function startConnectionProcess(thisFile: string, conn: Socket, address: Address
   try {
     child = spawn(process.execPath, childArguments(thisFile, ['--connection-fd', String(INHERITED_FD)]), {
       stdio: ['ignore', 'inherit', 'inherit', conn.fd],
+      env: childEnvironment(),
     });
   } catch (error) {
     refuse(conn);
@@ -382,6 +383,7 @@ async function serveWithPreforkPool(size: number): Promise<void> {
     const startedAt = Date.now();
     const worker = spawn(process.execPath, childArguments(thisFile, ['--listener-fd', String(INHERITED_FD)]), {
       stdio: ['ignore', 'inherit', 'inherit', listener.fd],
+      env: childEnvironment(),
     });
     // A worker that dies at once (a bug, no memory) must not be restarted in a tight loop.
     const restartSoon = () => {

@@ -26,8 +26,8 @@
  *
  * What a thread costs here (2-core machine, Node 20; Python 3 on the same machine for comparison):
  *                                              02-multithread        Python threading.Thread
- *     from accept to the thread's first byte   ~45 ms (35 to 75)     ~0.14 ms
- *     memory (RSS) per live connection         ~11 MiB               ~16 KB
+ *     from accept to the thread's first byte   ~45 ms (30 to 110)    ~0.14 ms
+ *     memory (RSS) per live connection         ~10 MiB               ~16 KB
  *     OS threads / descriptors per connection  1 / 5                 1 / 1
  * Measured with the server running in another terminal (PID from its start line):
  *     curl -s -o /dev/null -w '%{time_starttransfer}\n' http://127.0.0.1:7890/hello.txt
@@ -36,8 +36,8 @@
  *     sleep 10; grep -E 'VmRSS|Threads' /proc/PID/status; ls /proc/PID/fd | wc -l
  *     (differences divided by 10), or `npm run bench -- --model 02 --scenario c10k`. Each thread
  *     runs the plain JavaScript compiled from this file once, when the server started
- *     (shared/compiled-self.ts): started through tsx's loader instead, a thread took ~200 ms
- *     and ~28 MiB, and needed a second thread for the loader.
+ *     (shared/compiled-self.ts): started through tsx's loader instead, a thread took 0.2 to
+ *     0.6 s and ~30 MiB, and needed a second thread for the loader.
  *
  * Why so much more than a Python thread? A Python thread is an OS thread inside the interpreter
  * that already exists: it shares every loaded module and object. JavaScript objects cannot be
@@ -73,7 +73,7 @@ const POOL_FLAG: ExtraFlag = {
 const RECV_BYTES = 64 * 1024;
 
 /**
- * At most this many connection threads at once. At ~11 MiB each, an unbounded number of them
+ * At most this many connection threads at once. At ~10 MiB each, an unbounded number of them
  * would let a crowd of idle clients exhaust the machine's memory; past the limit we simply stop
  * calling accept(), and new clients wait in the kernel's listen queue until a thread ends.
  */
@@ -375,7 +375,7 @@ function shutdownQuietly(socket: Socket): void {
 // =======================================================================================
 //
 // Everything above is the article's design, and its cost is visible: every client pays for a
-// new thread (here ~45 ms, and ~11 MiB while it lives), and a crowd of clients means a
+// new thread (here ~45 ms, and ~10 MiB while it lives), and a crowd of clients means a
 // crowd of threads. Real thread-based servers (Apache's worker MPM, Tomcat, Java's
 // ExecutorService, Python's ThreadPoolExecutor) start a fixed number of threads once and reuse
 // them:

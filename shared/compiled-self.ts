@@ -5,10 +5,11 @@
  * Why. Under `npx tsx FILE.ts`, TypeScript is compiled while it loads, by a module loader tsx
  * installs into Node. A new process or a new worker thread starts with no such loader, so
  * starting "this file again" through tsx installs it once more, in every one of them: measured
- * on the 2-core machine these lessons were written on, a child process of 01 then took ~250 ms
- * to its first byte and held ~85 MiB, a thread of 02 ~200 ms and ~28 MiB (Node runs a loader
- * on a thread and JavaScript engine of its own, so each such thread was really two). That is
- * the price of tsx, not of a process or a thread. The code does not change while the server
+ * on the 2-core machine these lessons were written on, a child process of 01 then took 0.3 to
+ * 1 s to its first byte and held ~85 MiB, a thread of 02 0.2 to 0.6 s and ~30 MiB (Node runs a
+ * loader on a thread and JavaScript engine of its own, so each such thread was really two).
+ * That is the price of tsx, not of a process or a thread: compiled as below, ~60 ms and ~46 MiB
+ * for a process, ~45 ms and ~10 MiB for a thread. The code does not change while the server
  * runs, so the server compiles it once, when it starts: esbuild (the compiler tsx itself uses)
  * bundles the lesson file and the shared/ modules it imports into one JavaScript file, and
  * every child process or thread runs that, with no loader at all.
@@ -21,19 +22,19 @@
  * Where the file goes. Into a new folder under the system's temporary directory, made for this
  * server alone (mkdtemp) and removed when it exits: several servers running at once each have
  * their own and never delete another's, and the lesson's own folder may be read-only. (A server
- * killed with SIGKILL cannot clean up: its folder, ~70 KB, stays until the next reboot.)
+ * killed with SIGKILL cannot clean up: its folder, ~120 KB, stays until the next reboot.)
  *
  * What stays outside the bundle:
  *   - Node's built-in modules;
- *   - packages from node_modules (koffi, with its native library; mime-types): the bundle
- *     imports them by absolute file URL, found from the importing file as Node would, because
- *     the temporary folder has no node_modules next to it;
+ *   - packages from node_modules (koffi, with its native library): the bundle requires them
+ *     by absolute path, found from the importing file as Node would, because the temporary
+ *     folder has no node_modules next to it;
  *   - `import.meta.url` keeps naming the .ts file it is written in, so a path computed from
  *     it (the default www/ folder in shared/cli.ts) is the same in the bundle.
  *
  * And one package is asked in advance. Loading mime-types means reading its database of some
- * 2,500 media types and ranking the candidates for each of ~1,200 file extensions: ~14 ms of
- * CPU and ~2 MiB in every process and thread, a quarter of what a thread of 02 costs. Its
+ * 2,500 media types and ranking the candidates for each of ~1,200 file extensions: 10 to 14 ms
+ * of CPU and ~1.7 MiB in every process and thread (a whole thread of 02 costs ~35 ms). Its
  * answers never change, so the server asks it once, here, for every extension it knows, and
  * the bundle carries those answers instead; anything else (a whole media type, an extension in
  * capitals) still goes to mime-types itself, loaded on that first need.
@@ -43,6 +44,17 @@ import { builtinModules, createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+
+/**
+ * The environment for a child process that runs a compiled copy: ours, less NODE_EXTRA_CA_CERTS.
+ * When that variable is set (proxies and CI machines set it; this one does), Node 20 reads and
+ * parses every certificate in the file as it starts, before any of our code runs: here 144 of
+ * them, ~40 ms of CPU, more than half of what a child of 01 costs. A server's child never makes
+ * a TLS connection. (Node 22 and later read the file only when a TLS connection needs it.)
+ */
+export function childEnvironment(): NodeJS.ProcessEnv {
+  return { ...process.env, NODE_EXTRA_CA_CERTS: undefined };
+}
 
 /** One compilation per lesson file and server, shared by every process or thread it starts. */
 const compiled = new Map<string, Promise<string>>();
@@ -101,7 +113,7 @@ function keepPackagesAndUrls(build: import('esbuild').PluginBuild): void {
   }));
   // ...whose one import is the real library, left outside like any other package.
   build.onResolve({ filter: /.*/, namespace: 'answered-in-advance' }, ({ path: library }) => ({ path: library, external: true }));
-  build.onLoad({ filter: /\.[cm]?[jt]s$/ }, ({ path: file }) => ({
+  build.onLoad({ filter: /\.[cm]?[jt]s$/, namespace: 'file' }, ({ path: file }) => ({
     contents: readFileSync(file, 'utf8').replace(/\bimport\.meta\.url\b/g, JSON.stringify(pathToFileURL(file).href)),
     loader: file.endsWith('ts') ? 'ts' : 'js',
   }));

@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import mime from 'mime-types';
 import { $ } from 'zx';
 import { DEFAULT_ROOT } from '../shared/cli.ts';
-import { compiledCopyOf } from '../shared/compiled-self.ts';
+import { childEnvironment, compiledCopyOf } from '../shared/compiled-self.ts';
 import { REPO_ROOT } from './helpers/server.ts';
 
 const FIXTURE_URL = pathToFileURL(path.join(REPO_ROOT, 'tests/helpers/compiled-self-fixture.ts')).href;
@@ -44,4 +44,17 @@ test('the temporary folder goes when the server exits, and each server has its o
   const [first, second] = runs.map((run) => run.stdout.trim());
   assert.notEqual(path.dirname(first!), path.dirname(second!));
   for (const file of [first!, second!]) assert.equal(existsSync(path.dirname(file)), false, `${path.dirname(file)} was left behind`);
+});
+
+test("a child's environment is ours without NODE_EXTRA_CA_CERTS (which Node 20 would parse at every start)", () => {
+  const saved = process.env.NODE_EXTRA_CA_CERTS;
+  process.env.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
+  try {
+    const environment = childEnvironment();
+    assert.equal(environment.NODE_EXTRA_CA_CERTS, undefined);
+    assert.equal(environment.PATH, process.env.PATH);
+  } finally {
+    if (saved === undefined) delete process.env.NODE_EXTRA_CA_CERTS;
+    else process.env.NODE_EXTRA_CA_CERTS = saved;
+  }
 });
