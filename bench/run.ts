@@ -3,7 +3,7 @@
  * pool variants and the references (node:http; nginx with one worker, as it comes and with
  * open_file_cache; a C epoll loop, the ceiling) side by side, in one run on one machine.
  *
- *   npm run bench                          everything (about 14 minutes on 2 cores; at most 3 more when busy)
+ *   npm run bench                          everything (about 15 minutes on 2 cores; at most 3 more when busy)
  *   npm run bench -- --quick               nearly everything, briefly (about two minutes)
  *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
  *   npm run bench -- --update-readme       copy the last results into both READMEs
@@ -18,8 +18,9 @@ import { parseArgs } from 'node:util';
 import { killEverything } from './children.ts';
 import { renderChart } from './chart.ts';
 import { chooseGenerator } from './load.ts';
-import { describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
+import { cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
 import { PATIENCE_MS, Patience, SCENARIOS, planSteps, runServerSteps, type Results, type ScenarioName, type Settings, type Step } from './scenarios.ts';
+import { measureInAlternation, pairedSteps } from './paired.ts';
 import { updateReadmes } from './readme.ts';
 import { MODELS, REFERENCE_IDS, discoverServers, type ServerChoices } from './servers.ts';
 import { REPO_ROOT, prepareSite } from './site.ts';
@@ -79,6 +80,8 @@ function parseOptions(argv: string[]): Options {
       closeConnections: 10,
       bigFileConnections: 4,
       idleLevels: quick ? [1000] : [1000, 10_000],
+      pairedRounds: quick ? 2 : 5,
+      pairedSeconds: quick ? 1 : 2,
     },
     choices: {
       poolSize: wholeNumber('--pool', values.pool, 16, 1, 256),
@@ -159,8 +162,15 @@ async function main(): Promise<void> {
   for (const skip of skipped) process.stderr.write(`bench: skipping ${skip.id}: ${skip.reason}\n`);
 
   const { steps, skips } = planSteps(servers, options.scenarios, options.settings);
-  const results: Results = { load: [], idle: [], skips };
-  process.stderr.write(`bench: ${servers.length} servers, ${steps.length} measurements, load generator ${generator.version}\n`);
+  const results: Results = { load: [], idle: [], paired: [], skips };
+  // The servers the CPU targets name, once more, taking turns (bench/paired.ts).
+  const present = new Set(servers.map((server) => server.id));
+  const pairs = cpuTargets(servers).filter((target) => present.has(target.server) && present.has(target.reference));
+  const targetIds = new Set(pairs.flatMap((target) => [target.server, target.reference]));
+  const targetServers = servers.filter((server) => targetIds.has(server.id));
+  const paired = options.scenarios.includes('keepalive') && targetServers.length >= 2 ? pairedSteps(targetServers, options.settings.pairedRounds) : [];
+  const total = steps.length + paired.length;
+  process.stderr.write(`bench: ${servers.length} servers, ${total} measurements, load generator ${generator.version}\n`);
 
   const site = prepareSite();
   const stopEverything = () => {
@@ -177,10 +187,11 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   try {
     const patience = new Patience(PATIENCE_MS);
-    const context = { site, settings: options.settings, patience, generator, progress: progressReporter(steps.length), results };
+    const context = { site, settings: options.settings, patience, generator, progress: progressReporter(total), results };
     for (const server of servers) {
       await runServerSteps(server, steps.filter((step) => step.server === server), context);
     }
+    if (paired.length > 0) results.paired = await measureInAlternation(paired, context);
   } finally {
     stopEverything();
   }

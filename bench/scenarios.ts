@@ -14,6 +14,7 @@ import type { ChildProcess } from 'node:child_process';
 import { delay, exited, spawnChild, stopTree } from './children.ts';
 import { getOnNewConnection } from './http-probe.ts';
 import type { LoadGenerator, LoadResult } from './load.ts';
+import type { PairedRow } from './paired.ts';
 import { UsageWindow, openFdCount, processTree, steadyRssKiB, treePssKiB, treeUsage, waitForQuietMachine, waitUntilQuiet, type WindowUsage } from './proc.ts';
 import type { RunningServer, ServerSpec } from './servers.ts';
 import { BIG_FILE, REPO_ROOT, SMALL_PAGE, type Site } from './site.ts';
@@ -31,6 +32,9 @@ export interface Settings {
   closeConnections: number;
   bigFileConnections: number;
   idleLevels: number[];
+  /** The CPU targets in alternation (bench/paired.ts): rounds, and seconds per turn. */
+  pairedRounds: number;
+  pairedSeconds: number;
 }
 
 export interface Step {
@@ -82,6 +86,8 @@ export interface Skip {
 export interface Results {
   load: LoadRow[];
   idle: IdleRow[];
+  /** The servers the CPU targets name, measured in alternation (absent in older results). */
+  paired?: PairedRow[];
   skips: Skip[];
 }
 
