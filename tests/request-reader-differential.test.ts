@@ -237,8 +237,9 @@ const RULES: Rule[] = [
   {
     name: 'after a request asking to Upgrade, or a CONNECT, llhttp reads no more HTTP; we go on',
     why: 'we never switch protocols or open tunnels: Upgrade is ignored (RFC 9110 §7.8) and CONNECT gets 405, so the next bytes are still HTTP requests',
-    explains: (difference) => isRequest(difference.ours) && !isRequest(difference.theirs) && difference.theirs.kind === 'clean'
-      && (difference.ours.method === 'CONNECT' || (difference.previous !== null && asksToUpgrade(difference.previous))),
+    // Whatever we then make of the next bytes (a request, or an error), llhttp has stopped.
+    explains: (difference) => !isRequest(difference.theirs) && difference.theirs.kind === 'clean'
+      && ((isRequest(difference.ours) && difference.ours.method === 'CONNECT') || (difference.previous !== null && asksToUpgrade(difference.previous))),
   },
   {
     name: 'an unfinished head is judged when complete; llhttp refuses at its first bad byte',
