@@ -345,6 +345,26 @@ export function checkTargets(report: BenchReport, language: Language = 'en'): Ta
     const target = say(`${number} --pool ≥ 5× ${modelId(number)}, new connection per request`, `${number} --pool ≥ 5× ${modelId(number)}，每个请求一个新连接`);
     checks.push(fasterThan(target, `${number}-pool`, modelId(number), 'close', closeConnections, 5));
   }
+  // A process or a thread per connection without the loader tax (shared/compiled-self.ts): from
+  // the model's largest c10k row, a new client's time and the RSS each held connection costs.
+  for (const { number, ms, mib } of [{ number: '01', ms: 120, mib: 50 }, { number: '02', ms: 60, mib: 15 }]) {
+    const server = modelId(number);
+    const row = largestIdle(idle, server);
+    const target = say(`${server}: a new client in ≤ ${ms} ms, ≤ ${mib} MiB RSS per held connection`, `${server}：新客户端 ≤ ${ms} ms，每个保持的连接 ≤ ${mib} MiB RSS`);
+    if (row === undefined) {
+      checks.push({ target, measured: say(`not measured (no c10k run of ${server})`, `未测（${server} 没有 c10k 数据）`), met: null });
+      continue;
+    }
+    const perConnection = row.rssPerConnectionKiB === null ? null : row.rssPerConnectionKiB / 1024;
+    checks.push({
+      target,
+      measured: say(
+        `${milliseconds(row.newClientMs)} ms, ${perConnection === null ? '—' : perConnection.toFixed(1)} MiB (${whole(row.held)} held)`,
+        `${milliseconds(row.newClientMs)} ms，${perConnection === null ? '—' : perConnection.toFixed(1)} MiB（保持 ${whole(row.held)} 个）`,
+      ),
+      met: row.newClientMs !== null && row.newClientFailures === '' && row.newClientMs <= ms && perConnection !== null && perConnection <= mib,
+    });
+  }
   return checks;
 }
 
