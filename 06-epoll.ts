@@ -49,6 +49,7 @@ import {
   EPOLLOUT,
   Epoll,
   IPPROTO_TCP,
+  SHUT_WR,
   Socket,
   TCP_NODELAY,
   formatAddress,
@@ -68,6 +69,9 @@ const RECEIVE_BUFFER_BYTES = 64 * 1024;
 const OUTBOX_LIMIT = 64 * 1024;
 /** Longest time epoll_wait() may block, so that Ctrl+C is heard promptly (see the loop). */
 const LONGEST_WAIT_MS = 500;
+/** After our last response: how long and how much we keep reading before closing (see closeGently). */
+const LINGER_MS = 2000;
+const LINGER_LIMIT_BYTES = 64 * 1024;
 /** How often idle connections are looked for. */
 const IDLE_SWEEP_EVERY_MS = 1000;
 /** After accept() fails for lack of descriptors: first pause, and the longest one. */
@@ -86,6 +90,10 @@ class Client {
   inputEnded = false;
   /** Answering stopped until the client reads what we sent; read nothing more meanwhile. */
   answeringPaused = false;
+  /** After closeGently(): until when we wait for the client's FIN (0: not closing)... */
+  lingerUntil = 0;
+  /** ...and how many bytes it sent meanwhile, read and thrown away. */
+  discarded = 0;
   /** The events epoll watches for on this socket right now (EPOLLIN and/or EPOLLOUT). */
   watching = EPOLLIN;
 
@@ -255,21 +263,35 @@ function pauseAccepting(error: unknown): void {
 function serveClient(client: Client, events: number): void {
   try {
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) !== 0 && wantsInput(client)) receive(client);
+    if (client.lingerUntil !== 0) {
+      // Closing gently: done once the client has closed too, or has sent too much.
+      if (client.inputEnded || client.discarded > LINGER_LIMIT_BYTES) dropClient(client, null);
+      return;
+    }
     answerAndSend(client);
-    if (client.outbox.isEmpty && (client.outbox.closeAfterDrain || client.inputEnded)) {
+    if (client.outbox.isEmpty && client.inputEnded) {
       dropClient(client, null); // all answered: the polite end of a connection
+    } else if (client.outbox.isEmpty && client.outbox.closeAfterDrain) {
+      closeGently(client);
+      watchFor(client); // EPOLLIN only: the rest of what it sends, and its FIN
     } else if ((events & (EPOLLHUP | EPOLLERR)) !== 0) {
       dropClient(client, 'connection lost'); // broken, and nothing above noticed how
     } else {
       watchFor(client);
     }
   } catch (error) {
-    dropClient(client, describeError(error)); // ECONNRESET, EPIPE, a file that shrank...
+    // ECONNRESET, EPIPE, a file that shrank... While closing gently a reset is only the
+    // client leaving too, after it had its answer: no log line then.
+    dropClient(client, client.lingerUntil !== 0 ? null : describeError(error));
   }
 }
 
-/** We read from a client unless it is done sending, or is not reading our answers. */
+/**
+ * We read from a client unless it is done sending, or is not reading our answers. While we
+ * close gently we read everything, to throw it away.
+ */
 function wantsInput(client: Client): boolean {
+  if (client.lingerUntil !== 0) return true;
   return !client.inputEnded && !client.outbox.closeAfterDrain && !client.answeringPaused;
 }
 
@@ -305,7 +327,8 @@ function receive(client: Client): void {
     return;
   }
   client.lastProgress = now;
-  client.reader.push(receiveBuffer.subarray(0, count));
+  if (client.lingerUntil !== 0) client.discarded += count; // after our last response: thrown away
+  else client.reader.push(receiveBuffer.subarray(0, count));
 }
 
 /**
@@ -403,12 +426,28 @@ function dropClient(client: Client, why: string | null): void {
 }
 
 /**
+ * We decided to close (Connection: close, or an error such as 400) and every byte is sent.
+ * shutdown(SHUT_WR) sends our FIN; then we go on reading, and throw away what the client still
+ * sends until it closes too (at most LINGER_LIMIT_BYTES, for at most LINGER_MS; the sweep ends
+ * the wait). Why not close() at once: closing a socket with unread bytes makes the kernel send
+ * a reset instead of a FIN, and a reset can destroy the response the client has not read yet,
+ * our 400 or 413 for instance (RFC 9112 §9.6).
+ */
+function closeGently(client: Client): void {
+  client.conn.shutdown(SHUT_WR);
+  client.lingerUntil = now + LINGER_MS;
+}
+
+/**
  * A connection that moved no byte in either direction for --idle-timeout seconds is closed:
  * otherwise clients that connect and say nothing would pile up until descriptors run out.
  */
 function closeIdleClients(): void {
   for (const client of clients) {
-    if (client !== undefined && now - client.lastProgress >= options.idleTimeoutMs) {
+    if (client === undefined) continue;
+    if (client.lingerUntil !== 0) {
+      if (now >= client.lingerUntil) dropClient(client, null); // closing gently: it had its chance
+    } else if (now - client.lastProgress >= options.idleTimeoutMs) {
       dropClient(client, `idle for ${Math.round((now - client.lastProgress) / 1000)} s`);
     }
   }

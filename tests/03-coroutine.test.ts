@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { describeModel } from './helpers/model-suite.ts';
+import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { residentBytes, threadCount } from './helpers/proc.ts';
 import { GET, RawClient, rawExchange } from './helpers/http-client.ts';
 import { processTree, waitUntil } from './helpers/server.ts';
@@ -32,6 +33,10 @@ describeModel('03-coroutine.ts', {
   // node:net lets libuv accept; see the 'error' handler in 03-coroutine.ts.
   emfile: 'closed-by-libuv',
   lessons({ server, site }) {
+    test('closing after a 431 while the client still sends: a FIN after the whole answer, never a reset', async () => {
+      await assertClosesGentlyAfterA431(server().port);
+    });
+
     test('40 clients at once are served by one process with no new threads', async () => {
       const { pid, port } = server();
       const threadsBefore = threadCount(pid);

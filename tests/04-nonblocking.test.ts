@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
+import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { GET, RawClient } from './helpers/http-client.ts';
 import { REPO_ROOT, startModel } from './helpers/server.ts';
 
@@ -17,7 +18,11 @@ const WWW = path.join(REPO_ROOT, 'www');
 const SUMMARY = /last [\d.]+ s: (\d+) passes, (\d+) accept\(\) EAGAIN, (\d+) recv\(\) EAGAIN/g;
 
 describeModel('04-nonblocking.ts', {
-  lessons({ site }) {
+  lessons({ server, site }) {
+    test('closing after a 431 while the client still sends: a FIN after the whole answer, never a reset', async () => {
+      await assertClosesGentlyAfterA431(server().port);
+    });
+
     test('--verbose counts the polling: accept() and recv() answer EAGAIN; with --interval 300 answers are still exact', async (t) => {
       const model = await startModel(t, '04-nonblocking.ts', {
         args: ['--root', site().root, '--verbose', '--interval', '300', '--idle-timeout', '60'],

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describeModel } from './helpers/model-suite.ts';
+import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { openFdCount } from './helpers/proc.ts';
 import { GET, openIdleConnections, rawExchange } from './helpers/http-client.ts';
 import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
@@ -16,7 +17,11 @@ import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
 const WWW = path.join(REPO_ROOT, 'www');
 
 describeModel('05-select.ts', {
-  lessons({ site }) {
+  lessons({ server, site }) {
+    test('closing after a 431 while the client still sends: a FIN after the whole answer, never a reset', async () => {
+      await assertClosesGentlyAfterA431(server().port);
+    });
+
     test('past FD_SETSIZE (1024) a connection gets a 503 and is closed; the others are still served', async (t) => {
       // A server of its own, with an idle timeout long enough to hold the crowd through the test.
       const model = await startModel(t, '05-select.ts', { args: ['--root', site().root, '--idle-timeout', '120'] });

@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { describeModel } from './helpers/model-suite.ts';
+import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { holdIdleCrowd } from './helpers/idle-crowd.ts';
 import { assertShrinkingFileEndsOnlyItsDownload } from './helpers/shrinking-file.ts';
 import { GET, RawClient } from './helpers/http-client.ts';
@@ -68,6 +69,10 @@ function interestList(pid: number, port: number): Map<number, number> {
 
 describeModel('06-epoll.ts', {
   lessons({ server, site }) {
+    test('closing after a 431 while the client still sends: a FIN after the whole answer, never a reset', async () => {
+      await assertClosesGentlyAfterA431(server().port);
+    });
+
     test('2000 idle connections are held (one descriptor each) while others get exact bytes; all are released after', async (t) => {
       // A server of its own, with an idle timeout long enough to hold the crowd through the test.
       const model = await startModel(t, '06-epoll.ts', { args: ['--root', site().root, '--idle-timeout', '120'] });
