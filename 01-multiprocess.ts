@@ -34,7 +34,7 @@
  * a running program, so a Node child is a whole new runtime: the node binary, a JavaScript
  * engine, then this file and the shared core. Measured on the 2-core machine these lessons
  * were written on (busy with other work, so take the spread seriously):
- *   - a new client's first byte: ~60 ms (50 to 110 ms), most of it node's own start
+ *   - a new client's first byte: ~60 ms (40 to 110 ms), most of it node's own start
  *     (`curl -so /dev/null -w '%{time_starttransfer}\n' http://127.0.0.1:7890/hello.txt`:
  *     connect to first byte, and the connect takes well under a millisecond);
  *   - memory: ~46 MiB of RSS per child while its client stays connected (`grep VmRSS

@@ -22,7 +22,9 @@
  * Where the file goes. Into a new folder under the system's temporary directory, made for this
  * server alone (mkdtemp) and removed when it exits: several servers running at once each have
  * their own and never delete another's, and the lesson's own folder may be read-only. (A server
- * killed with SIGKILL cannot clean up: its folder, ~120 KB, stays until the next reboot.)
+ * killed with SIGKILL cannot clean up: its folder, ~120 KB, stays until the next reboot.) A stack
+ * trace from a child or thread names that file: plain, readable JavaScript, one module after
+ * another, with the source's function names.
  *
  * What stays outside the bundle:
  *   - Node's built-in modules;
@@ -79,7 +81,9 @@ async function compile(sourceFile: string): Promise<string> {
 
   // Loaded here, not at the top: the compiled copy contains this module too, and the processes
   // and threads that run it must not pay for loading the compiler they will never call.
-  const esbuild = await import('esbuild');
+  const esbuild = await import('esbuild').catch((error: Error) => {
+    throw new Error(`${path.basename(sourceFile)} needs esbuild (it comes with tsx; or: npm install esbuild): ${error.message}`);
+  });
   try {
     await esbuild.build({
       entryPoints: [sourceFile],
