@@ -20,12 +20,12 @@ import {
   SPACE_FILE_TEXT,
   createSiteFixture,
   get,
-  openFdCount,
   parseOne,
   requestText,
   splitResponse,
 } from './helpers/fixtures.ts';
 import type { SiteFixture } from './helpers/fixtures.ts';
+import { openFdCount } from './helpers/proc.ts';
 
 let fixture: SiteFixture;
 let site: StaticSite;
@@ -414,7 +414,7 @@ test('a large file is streamed from an open fd: bytes are the head only', () => 
 
 test('HEAD and 304 of a large file open nothing (no fd leak)', () => {
   answer(head('HEAD', '/big.bin')); // warm the lookup cache
-  const fdsBefore = openFdCount();
+  const fdsBefore = openFdCount(process.pid);
   const headResponse = answer(head('HEAD', '/big.bin'));
   assert.equal(headResponse.file, null);
   assert.equal(splitResponse(headResponse.bytes).headers.get('content-length'), String(BIG_FILE_SIZE));
@@ -423,18 +423,18 @@ test('HEAD and 304 of a large file open nothing (no fd leak)', () => {
   assert.equal(notModified.status, 304);
   assert.equal(notModified.file, null);
   assert.equal(splitResponse(notModified.bytes).body.length, 0);
-  assert.equal(openFdCount(), fdsBefore);
+  assert.equal(openFdCount(process.pid), fdsBefore);
 });
 
 test('every GET of a large file opens its own fd, closed by the Outbox when sent', () => {
-  const fdsBefore = openFdCount();
+  const fdsBefore = openFdCount(process.pid);
   const first = answer(get('/big.bin'));
   const second = answer(get('/big.bin'));
   assert.notEqual(first.file!.fd, second.file!.fd);
-  assert.equal(openFdCount(), fdsBefore + 2);
+  assert.equal(openFdCount(process.pid), fdsBefore + 2);
   wireBytes(first);
   wireBytes(second);
-  assert.equal(openFdCount(), fdsBefore);
+  assert.equal(openFdCount(process.pid), fdsBefore);
 });
 
 test('a large file emptied after lookup is answered with Content-Length 0 and no file body', () => {
@@ -442,12 +442,12 @@ test('a large file emptied after lookup is answered with Content-Length 0 and no
   try {
     assert.equal(answer(head('HEAD', '/emptied.bin')).status, 200); // looked up while large
     fs.truncateSync(fixture.file('emptied.bin'), 0);
-    const fdsBefore = openFdCount();
+    const fdsBefore = openFdCount(process.pid);
     const response = answer(get('/emptied.bin'));
     assert.equal(response.status, 200);
     assert.equal(response.file, null, 'no zero-length file body for the Outbox');
     assert.equal(splitResponse(response.bytes).headers.get('content-length'), '0');
-    assert.equal(openFdCount(), fdsBefore);
+    assert.equal(openFdCount(process.pid), fdsBefore);
   } finally {
     fs.rmSync(fixture.file('emptied.bin'));
   }
@@ -522,12 +522,12 @@ test('every form of a single range, on a cached file', () => {
 test('a range past the end is 416 with Content-Range bytes */size; the connection stays', () => {
   for (const target of ['/style.css', '/big.bin']) {
     const size = statOf(target.slice(1)).size;
-    const fdsBefore = openFdCount();
+    const fdsBefore = openFdCount(process.pid);
     const response = answer(get(target, `Range: bytes=${size}-`));
     assert.equal(response.status, 416, target);
     assert.equal(response.close, false);
     assert.equal(response.file, null);
-    assert.equal(openFdCount(), fdsBefore, 'the large file opened for it is closed again');
+    assert.equal(openFdCount(process.pid), fdsBefore, 'the large file opened for it is closed again');
     const { statusLine, headers, body } = splitResponse(response.bytes);
     assert.equal(statusLine, 'HTTP/1.1 416 Range Not Satisfiable');
     assert.equal(headers.get('content-range'), `bytes */${size}`);
@@ -543,7 +543,7 @@ test('a range of a large file is streamed from its offset, never read whole', ()
     ['bytes=-4096', BIG_FILE_SIZE - 4096, BIG_FILE_SIZE],
   ];
   for (const [range, from, to] of cases) {
-    const fdsBefore = openFdCount();
+    const fdsBefore = openFdCount(process.pid);
     const response = answer(get('/big.bin', `Range: ${range}`));
     assert.equal(response.status, 206, range);
     assert.deepEqual({ offset: response.file!.offset, length: response.file!.length }, { offset: from, length: to - from });
@@ -552,7 +552,7 @@ test('a range of a large file is streamed from its offset, never read whole', ()
     assert.equal(headers.get('content-range'), `bytes ${from}-${to - 1}/${BIG_FILE_SIZE}`);
     assert.equal(headers.get('content-length'), String(to - from));
     assert.ok(bodyOnWire(response).equals(fixture.bigFile.subarray(from, to)), range);
-    assert.equal(openFdCount(), fdsBefore);
+    assert.equal(openFdCount(process.pid), fdsBefore);
   }
 });
 
@@ -565,12 +565,12 @@ test('HEAD with a Range gives the 206 (or 416) head without a body, and opens no
   assert.equal(splitResponse(cached.bytes).headers.get('content-length'), '5');
 
   answer(head('HEAD', '/big.bin')); // warm the lookup cache
-  const fdsBefore = openFdCount();
+  const fdsBefore = openFdCount(process.pid);
   const large = answer(head('HEAD', '/big.bin', 'Range: bytes=-10'));
   assert.equal(large.status, 206);
   assert.equal(large.file, null);
   assert.equal(splitResponse(large.bytes).headers.get('content-range'), `bytes ${BIG_FILE_SIZE - 10}-${BIG_FILE_SIZE - 1}/${BIG_FILE_SIZE}`);
-  assert.equal(openFdCount(), fdsBefore);
+  assert.equal(openFdCount(process.pid), fdsBefore);
 
   for (const target of ['/style.css', '/big.bin']) {
     const unsatisfiable = answer(head('HEAD', target, 'Range: bytes=99999999-'));
@@ -633,14 +633,14 @@ test('a large file emptied after lookup: a range of it is 416, a suffix range th
   try {
     assert.equal(answer(head('HEAD', '/shrunk.bin')).status, 200); // looked up while large
     fs.truncateSync(fixture.file('shrunk.bin'), 0);
-    const fdsBefore = openFdCount();
+    const fdsBefore = openFdCount(process.pid);
     const fromStart = answer(get('/shrunk.bin', 'Range: bytes=0-'));
     assert.equal(fromStart.status, 416);
     assert.equal(splitResponse(fromStart.bytes).headers.get('content-range'), 'bytes */0');
     const suffix = answer(get('/shrunk.bin', 'Range: bytes=-5'));
     assert.equal(suffix.status, 200);
     assert.equal(suffix.file, null);
-    assert.equal(openFdCount(), fdsBefore);
+    assert.equal(openFdCount(process.pid), fdsBefore);
   } finally {
     fs.rmSync(fixture.file('shrunk.bin'));
   }

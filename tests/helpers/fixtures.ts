@@ -107,11 +107,6 @@ export function writeTempFile(content: Buffer | string): string {
   return file;
 }
 
-/** Number of open file descriptors of this process (Linux). */
-export function openFdCount(): number {
-  return fs.readdirSync('/proc/self/fd').length;
-}
-
 // ---------------------------------------------------------------------------
 // Requests
 
