@@ -336,7 +336,9 @@ export class StaticSite {
     if ('kind' in loaded) return loaded;
     const { body, stat: opened } = loaded;
     this.cachedBodyBytes += body.length;
-    return new SiteFile(found.realPath, opened.size, opened.mtimeMs, opened.ino, contentType, body, now);
+    // body.length, not opened.size: if the file shrank while we read it, the size (which
+    // Content-Length, Content-Range and byte ranges are cut by) must describe the bytes we hold.
+    return new SiteFile(found.realPath, body.length, opened.mtimeMs, opened.ino, contentType, body, now);
   }
 
   private forget(urlPath: string, entry: SiteFile): void {
