@@ -32,15 +32,16 @@
  * article's server answers a new client's first byte in ~3 ms, and each child adds ~12 MiB
  * of RSS, nearly all of it pages still shared with the parent (~1.5 MiB PSS). Node cannot fork
  * a running program, so a Node child is a whole new runtime: the node binary, a JavaScript
- * engine, then this file and the shared core. Measured on the 2-core machine these lessons
- * were written on (busy with other work, so take the spread seriously):
+ * engine, then this file and the shared core. Measured with Node 20 on the 2-core machine these
+ * lessons were written on (busy with other work, so take the spread seriously):
  *   - a new client's first byte: ~60 ms (40 to 110 ms), most of it node's own start
  *     (`curl -so /dev/null -w '%{time_starttransfer}\n' http://127.0.0.1:7890/hello.txt`:
  *     connect to first byte, and the connect takes well under a millisecond);
  *   - memory: ~46 MiB of RSS per child while its client stays connected (`grep VmRSS
  *     /proc/CHILD/status`; `pgrep -f -- --connection-fd` lists the children), ~9 MiB of it
  *     the child's own (Pss in /proc/CHILD/smaps_rollup): the rest is the node binary's pages,
- *     which every child maps and the kernel keeps once.
+ *     which every child maps and the kernel keeps once. (Node 24: ~9 MiB more, a larger
+ *     binary and engine.)
  *   Each child runs the plain JavaScript compiled from this file once, when the server
  *   started (shared/compiled-self.ts): started through tsx's loader instead, it took 0.3 to
  *   1 s and ~85 MiB. `npm run bench -- --model 01 --scenario c10k` measures both.
