@@ -241,6 +241,8 @@ function acceptNewClients(): void {
  * 503 and close it; the others are not affected. (What a real server does instead is not to
  * use select: see 06-epoll.ts.) We first read whatever the client already sent, so that close()
  * ends the connection with an orderly FIN, not a reset that could destroy the 503 in flight.
+ * A request that arrives only after the close still meets a reset: with no bit to watch this
+ * socket by, we cannot close it gently as closeGently() does for the others.
  */
 function turnAway(conn: Socket, address: Address): void {
   log(
