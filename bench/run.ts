@@ -29,8 +29,9 @@ const HELP = `npm run bench -- [options]
 
   --model NAME       only these servers (repeat, or a comma list): a number (${MODELS[0]!.number} … ${MODELS.at(-1)!.number}), a full
                      name such as 06-epoll, 01-pool / 02-pool (the --pool variants), or a reference:
-                     ${REFERENCE_IDS.join(', ')} (a name also picks those it prefixes: nginx
-                     is both nginx rows, c is c-ceiling)
+                     ${REFERENCE_IDS.join(', ')}
+                     (a name also picks those it prefixes: nginx is both nginx rows, c the C
+                     ceiling, js the JS floor)
   --scenario NAME    only these scenarios: ${SCENARIOS.join(', ')}
   --quick            1 s measurements, keep-alive at 10 and 100 connections, 1,000 idle, no large file,
                      01/02 capped at 10, one start per server (about two minutes)
