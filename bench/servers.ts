@@ -191,8 +191,8 @@ function referenceServers(wanted: (id: string) => boolean, skipped: Skipped[]): 
     ),
   );
   if (wanted('c-ceiling')) {
-    const ceiling = buildCeiling();
-    if ('reason' in ceiling) skipped.push({ id: 'c-ceiling', reason: ceiling.reason });
+    const ceiling = buildReference('c-epoll-ceiling');
+    if ('reason' in ceiling) skipped.push({ id: 'c-ceiling', reason: `${ceiling.reason}; its row and the targets against it are omitted` });
     else {
       servers.push(
         reference(
@@ -400,19 +400,22 @@ function accepts(port: number): Promise<boolean> {
 
 // ---- the C ceiling --------------------------------------------------------------------
 
-const CEILING_SOURCE = path.join(REPO_ROOT, 'bench', 'references', 'c-epoll-ceiling.c');
-/** Built programs live here (git ignores it), rebuilt when the source is newer. */
+/** Built programs live here (git ignores it), rebuilt when their source is newer. */
 const BUILD_DIR = path.join(REPO_ROOT, 'bench', '.build');
 
-/** Compile the C ceiling with the system's compiler, or say why it cannot be. */
-function buildCeiling(): { binary: string; compiler: string } | { reason: string } {
-  const compiler = ['cc', 'gcc', 'clang'].find((name) => which(name) !== null);
-  if (compiler === undefined) return { reason: 'no C compiler (cc, gcc or clang) on PATH to build bench/references/c-epoll-ceiling.c (Debian: apt-get install gcc); its row and the targets against it are omitted' };
-  const binary = path.join(BUILD_DIR, 'c-epoll-ceiling');
-  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(CEILING_SOURCE).mtimeMs) return { binary, compiler };
+/**
+ * Compile bench/references/NAME.c with the system's C compiler into bench/.build/NAME (unless
+ * that is newer than the source), or say why it cannot be.
+ */
+export function buildReference(name: string): { binary: string; compiler: string } | { reason: string } {
+  const source = path.join(REPO_ROOT, 'bench', 'references', `${name}.c`);
+  const compiler = ['cc', 'gcc', 'clang'].find((command) => which(command) !== null);
+  if (compiler === undefined) return { reason: `no C compiler (cc, gcc or clang) on PATH to build bench/references/${name}.c (Debian: apt-get install gcc)` };
+  const binary = path.join(BUILD_DIR, name);
+  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) return { binary, compiler };
   mkdirSync(BUILD_DIR, { recursive: true });
-  const built = spawnSync(compiler, ['-O2', '-o', binary, CEILING_SOURCE], { encoding: 'utf8' });
-  if (built.status !== 0) return { reason: `${compiler} could not build bench/references/c-epoll-ceiling.c: ${`${built.stderr}${built.error?.message ?? ''}`.trim().split('\n')[0]}` };
+  const built = spawnSync(compiler, ['-O2', '-o', binary, source], { encoding: 'utf8' });
+  if (built.status !== 0) return { reason: `${compiler} could not build bench/references/${name}.c: ${`${built.stderr}${built.error?.message ?? ''}`.trim().split('\n')[0]}` };
   return { binary, compiler };
 }
 

@@ -139,3 +139,10 @@ function assertReadmesRewritten(report: BenchReport, folder: string): void {
   assert.match(chinese, /\| 目标 \| 实测 \| 达成 \|/);
   assert.equal(rewriteMarked('no markers here', { summary: 'x' }), null, 'a README without markers is left alone');
 }
+
+test('bench/ffi-call-cost.ts prints the cost of one recv() through koffi, and from C when a compiler is at hand', { timeout: 60_000 }, async () => {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/ffi-call-cost.ts'], { cwd: REPO_ROOT, timeout: 50_000 });
+  assert.match(stdout, /^long recv\(int, void \*, size_t, int\), a Buffer \(as shared\/libc\.ts\) +\d+ ns/m, 'the declaration shared/libc.ts uses');
+  if (HAS_CC) assert.match(stdout, /^recv\(\) from C +\d+ ns$/m, 'the same call from C');
+  else assert.match(stdout, /no figure from C: no C compiler/);
+});
