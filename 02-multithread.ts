@@ -48,7 +48,7 @@
  */
 import { Worker, isMainThread, parentPort, threadId, workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SHUT_RDWR, Socket, formatAddress, isOSError, type Address } from './shared/libc.ts';
+import { SHUT_RDWR, SHUT_WR, Socket, formatAddress, isOSError, type Address } from './shared/libc.ts';
 import { announce, exitOnCrash, exitOnListenError, onShutdown, parseCommandLine, type ExtraFlag, type ServerOptions } from './shared/cli.ts';
 import { configureLog, debug, describeError, log } from './shared/log.ts';
 import { RequestReader } from './shared/request-reader.ts';
@@ -71,6 +71,10 @@ const POOL_FLAG: ExtraFlag = {
 
 /** How many bytes one recv() may return. The article reads 1024; bigger means fewer calls. */
 const RECV_BYTES = 64 * 1024;
+
+/** After our last response: how long and how much we keep reading before closing (see closeGently). */
+const LINGER_MS = 2000;
+const LINGER_LIMIT_BYTES = 64 * 1024;
 
 /**
  * At most this many connection threads at once. At ~10 MiB each, an unbounded number of them
@@ -136,11 +140,34 @@ function handleConnection(conn: Socket, who: string, site: StaticSite): void {
         // that pipelines requests without reading answers can never make us buffer more than one.
         outbox.push(response);
         while (!outbox.isEmpty) outbox.consumed(conn.send(outbox.peek()));
-        if (outbox.closeAfterDrain) return;
+        if (outbox.closeAfterDrain) {
+          closeGently(conn, received);
+          return;
+        }
       }
     }
   } finally {
     outbox.discard(); // closes a file still being sent if the client vanished mid-download
+  }
+}
+
+/**
+ * We decided to close (Connection: close, a 400, a 431...). shutdown(SHUT_WR) sends our FIN after
+ * the last byte; then we read and throw away what the client still sends, briefly, before the
+ * caller closes. Closing a socket that has unread bytes makes the kernel send a reset instead,
+ * and a reset can destroy the response the client has not read yet (RFC 9112 §9.6).
+ */
+function closeGently(conn: Socket, scratch: Buffer): void {
+  conn.shutdown(SHUT_WR);
+  conn.settimeout(LINGER_MS);
+  try {
+    for (let discarded = 0; discarded < LINGER_LIMIT_BYTES; ) {
+      const count = conn.recvInto(scratch);
+      if (count === 0) return; // the client's FIN: both sides are done
+      discarded += count;
+    }
+  } catch {
+    // Timed out or reset: the client had its chance. The caller closes.
   }
 }
 

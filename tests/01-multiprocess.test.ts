@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
+import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { lowestFreeFd, openFdCount } from './helpers/proc.ts';
 import { GET, RawClient, fetchWithKeepAlive, rawExchange } from './helpers/http-client.ts';
 import { isAlive, isZombie, processTree, startModel, waitUntil } from './helpers/server.ts';
@@ -49,6 +50,10 @@ describeModel('01-multiprocess.ts', {
   // It blocks inside accept(), which reserves a descriptor before it waits.
   emfile: 'paused-or-refused',
   lessons({ server, site }) {
+    test('closing after a 431 while the client still sends: a FIN after the whole answer, never a reset', async () => {
+      await assertClosesGentlyAfterA431(server().port);
+    });
+
     test('the parent closes its copy of every connection: 20 clients later it holds no more descriptors', async () => {
       const { pid, port } = server();
       await waitUntil(() => connectionProcesses(pid).length === 0, 10_000);

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
+import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { lowestFreeFd, statusField, threadCount } from './helpers/proc.ts';
 import { makeServedRoot } from './helpers/served-root.ts';
 import { GET, RawClient, fetchWithKeepAlive, rawExchange } from './helpers/http-client.ts';
@@ -70,6 +71,10 @@ describeModel('02-multithread.ts', {
   // It blocks inside accept(), which reserves a descriptor before it waits.
   emfile: 'paused-or-refused',
   lessons({ server }) {
+    test('closing after a 431 while the client still sends: a FIN after the whole answer, never a reset', async () => {
+      await assertClosesGentlyAfterA431(server().port);
+    });
+
     // These hold clients open while they look at /proc, so they use a server of their own with a
     // long idle timeout: on a busy machine, starting five threads can take longer than 3 s.
     describe('a server with --idle-timeout 60', () => {
