@@ -45,7 +45,7 @@
  */
 import { setImmediate } from 'node:timers/promises';
 import { constants as osConstants } from 'node:os';
-import { IPPROTO_TCP, OSError, Socket, TCP_NODELAY, closeFd, decodeAddress, formatAddress } from './shared/libc.ts';
+import { IPPROTO_TCP, OSError, SHUT_RDWR, SHUT_WR, Socket, TCP_NODELAY, closeFd, decodeAddress, formatAddress } from './shared/libc.ts';
 import {
   IORING_CQE_BUFFER_SHIFT,
   IORING_CQE_F_BUFFER,
@@ -82,6 +82,9 @@ const LONGEST_WAIT_MS = 500;
 const YIELD_EVERY_MS = 20;
 /** How often idle connections are looked for. */
 const IDLE_SWEEP_EVERY_MS = 1000;
+/** After our last response: how long and how much we keep reading before closing (see closeGently). */
+const LINGER_MS = 2000;
+const LINGER_LIMIT_BYTES = 64 * 1024;
 /** After accept failed for lack of descriptors: first pause, and the longest one. */
 const FIRST_ACCEPT_PAUSE_MS = 100;
 const LONGEST_ACCEPT_PAUSE_MS = 1000;
@@ -108,6 +111,10 @@ class Client {
   inputEnded = false;
   /** Answering stopped until the client reads what we sent; receive nothing more meanwhile. */
   answeringPaused = false;
+  /** After closeGently(): until when we wait for the client's FIN (0: not closing)... */
+  lingerUntil = 0;
+  /** ...and how many bytes it sent after our last response, received and thrown away. */
+  discarded = 0;
 
   // Operations in the kernel's hands. The Client, its number and its send slot live until
   // the last of their completions has arrived: only then is nothing of ours in use.
@@ -329,8 +336,12 @@ function pauseAccepting(error: OSError): void {
 // Receiving
 // ---------------------------------------------------------------------------------------
 
-/** We receive from a client unless it is done sending, or is not reading our answers. */
+/**
+ * We receive from a client unless it is done sending, or is not reading our answers. While we
+ * close gently we receive everything until its FIN, to throw it away.
+ */
 function wantsInput(client: Client): boolean {
+  if (client.lingerUntil !== 0) return !client.inputEnded;
   return !client.inputEnded && !client.outbox.closeAfterDrain && !client.answeringPaused;
 }
 
@@ -363,7 +374,9 @@ function received(client: Client, result: number, flags: number): void {
   }
   if ((flags & IORING_CQE_F_BUFFER) !== 0) {
     const buffer = flags >>> IORING_CQE_BUFFER_SHIFT;
-    if (!client.closing) {
+    if (client.outbox.closeAfterDrain) {
+      client.discarded += result; // sent after the request we answer last: thrown away
+    } else if (!client.closing) {
       client.lastProgress = now;
       client.reader.push(buffers.bytes(buffer, result));
       answerRequests(client);
@@ -374,8 +387,9 @@ function received(client: Client, result: number, flags: number): void {
     client.inputEnded = true; // the client closed its side
   } else if (result < 0 && result !== -ENOBUFS && result !== -ECANCELED && !client.closing) {
     // ENOBUFS: every receive buffer was in use; the receive ended and is armed again below.
-    // ECANCELED: we cancelled it. Anything else (ECONNRESET...) ends the connection.
-    return closeClient(client, describeError(new OSError('recv', -result)));
+    // ECANCELED: we cancelled it. Anything else (ECONNRESET...) ends the connection; while we
+    // close gently, a reset is only the client leaving too, after it had its answer: no log line.
+    return closeClient(client, client.lingerUntil !== 0 ? null : describeError(new OSError('recv', -result)));
   }
   afterCompletion(client);
 }
@@ -413,10 +427,16 @@ function answerRequests(client: Client): void {
 function afterCompletion(client: Client): void {
   if (client.closing) return finishClosing(client);
   try {
+    if (client.lingerUntil !== 0) {
+      // Closing gently: done once the client has closed too, or has sent too much.
+      if (client.inputEnded || client.discarded > LINGER_LIMIT_BYTES) return closeClient(client, null);
+      return updateReceiving(client); // armed again if it ended (ENOBUFS, or our earlier cancel)
+    }
     if (client.answeringPaused) answerRequests(client);
     if (!client.sending) startSending(client);
-    if (!client.sending && client.outbox.isEmpty && (client.outbox.closeAfterDrain || client.inputEnded)) {
-      return closeClient(client, null); // all answered: the polite end of a connection
+    if (!client.sending && client.outbox.isEmpty) {
+      if (client.inputEnded) return closeClient(client, null); // all answered: the polite end
+      if (client.outbox.closeAfterDrain) return closeGently(client); // we end it: politely too
     }
     updateReceiving(client);
   } catch (error) {
@@ -532,7 +552,7 @@ function closeClient(client: Client, why: string | null): void {
   if (why === null) debug(`client ${client.name} offline`);
   else log(`${client.name} closed: ${why}`);
   ring.reserve(2);
-  ring.prepareShutdown(client.fd, userData(client.id, NO_MATTER), IOSQE_IO_HARDLINK);
+  ring.prepareShutdown(client.fd, SHUT_RDWR, userData(client.id, NO_MATTER), IOSQE_IO_HARDLINK);
   ring.prepareClose(client.fd, userData(client.id, CLOSED));
   client.inFlight++;
 }
@@ -553,12 +573,31 @@ function finishClosing(client: Client): void {
 }
 
 /**
+ * We decided to close (Connection: close, or an error such as 400) and every byte is sent.
+ * closeClient() at once would be rude: closing a socket that has unread bytes makes the kernel
+ * send a reset instead of a FIN, and a reset can destroy the response the client has not read
+ * yet, our 413 for instance (RFC 9112 §9.6). So a shutdown(SHUT_WR) goes into the ring, which
+ * sends our FIN after the last byte; the multishot receive is armed again, and what it brings
+ * is thrown away (its buffers still go back to the ring) until the client's FIN, a 0-byte
+ * receive. Then closeClient(). At most LINGER_LIMIT_BYTES, for at most LINGER_MS: the idle
+ * sweep ends the wait.
+ */
+function closeGently(client: Client): void {
+  ring.prepareShutdown(client.fd, SHUT_WR, userData(client.id, NO_MATTER));
+  client.lingerUntil = now + LINGER_MS;
+  updateReceiving(client);
+}
+
+/**
  * A connection that moved no byte in either direction for --idle-timeout seconds is closed:
  * otherwise clients that connect and say nothing would pile up until descriptors run out.
  */
 function closeIdleClients(): void {
   for (const client of clients) {
-    if (client !== undefined && !client.closing && now - client.lastProgress >= options.idleTimeoutMs) {
+    if (client === undefined || client.closing) continue;
+    if (client.lingerUntil !== 0) {
+      if (now >= client.lingerUntil) closeClient(client, null); // closing gently: it had its chance
+    } else if (now - client.lastProgress >= options.idleTimeoutMs) {
       closeClient(client, `idle for ${Math.round((now - client.lastProgress) / 1000)} s`);
     }
   }

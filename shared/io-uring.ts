@@ -120,7 +120,6 @@ const MAP_FAILED = 0xffffffffffffffffn;
 
 const SOCK_CLOEXEC = 0o2000000;
 const MSG_NOSIGNAL = 0x4000;
-const SHUT_RDWR = 2;
 
 const SQE_BYTES = 64;
 const CQE_BYTES = 16;
@@ -462,10 +461,13 @@ export class IoUring {
     this.sqes[at + 6] = length;
   }
 
-  /** shutdown(2): end both directions; every pending recv or send on the socket completes. */
-  prepareShutdown(fd: number, userData: number, flags = 0): void {
+  /**
+   * shutdown(2). SHUT_RDWR ends both directions: every pending recv or send on the socket
+   * completes. SHUT_WR sends our FIN after what is queued, and receiving goes on.
+   */
+  prepareShutdown(fd: number, how: number, userData: number, flags = 0): void {
     const at = this.nextSqe(IORING_OP_SHUTDOWN, fd, userData, flags);
-    this.sqes[at + 6] = SHUT_RDWR; // len holds `how`
+    this.sqes[at + 6] = how; // len holds `how`
   }
 
   /** close(2) of a descriptor, by the kernel, in submission order. */

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { describeModel } from './helpers/model-suite.ts';
+import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { residentBytes } from './helpers/proc.ts';
 import { holdIdleCrowd } from './helpers/idle-crowd.ts';
 import { assertShrinkingFileEndsOnlyItsDownload } from './helpers/shrinking-file.ts';
@@ -43,6 +44,10 @@ const refusal = ioUringRefusal();
 describeModel('07-io_uring.ts', {
   skip: refusal ?? undefined,
   lessons({ server, site }) {
+    test('closing after a 431 while the client still sends: a FIN after the whole answer, never a reset', async () => {
+      await assertClosesGentlyAfterA431(server().port);
+    });
+
     test('one io_uring_enter serves many requests: the tally printed at Ctrl+C has fewer calls than requests', async (t) => {
       const model = await startModel(t, '07-io_uring.ts', { args: ['--root', site().root] });
       const connections = await Promise.all(Array.from({ length: 20 }, () => RawClient.connect(model.port)));
