@@ -12,7 +12,7 @@ import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
 import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { GET, RawClient } from './helpers/http-client.ts';
-import { REPO_ROOT, startModel } from './helpers/server.ts';
+import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
 
 const WWW = path.join(REPO_ROOT, 'www');
 const SUMMARY = /last [\d.]+ s: (\d+) passes, (\d+) accept\(\) EAGAIN, (\d+) recv\(\) EAGAIN/g;
@@ -33,8 +33,10 @@ describeModel('04-nonblocking.ts', {
         const summaries = () => [...model.output().matchAll(SUMMARY)];
         // A summary of a second in which the quiet client was connected all along.
         await model.waitForOutput(/client \S+ online/);
+        // The first summary after that may cover a second it was connected for only in part, so
+        // wait for the one after it. A summary is due every second; the bound is for a busy machine.
         const start = summaries().length;
-        await new Promise((resolve) => setTimeout(resolve, 2500));
+        await waitUntil(() => summaries().length >= start + 2, 30_000);
         const later = summaries().slice(start + 1);
         assert.ok(later.length > 0, `no summary line in:\n${model.output()}`);
         for (const [line, passes, acceptEagains, recvEagains] of later) {
