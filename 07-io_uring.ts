@@ -31,10 +31,11 @@
  * and the results come back as entries of a completion queue: "fd 9: 73 bytes arrived, in
  * buffer 5", "fd 12: 200 bytes sent". Both queues are rings mapped into our memory and the
  * kernel's: the article's picture of epoll, a list "in memory shared by the application and the
- * kernel", is what io_uring really is. And completion covers what readiness cannot: a file is
- * always "ready" to epoll even when reading it waits for the disk, so 06's sendfile() can stall
- * its one thread on a disk read; here the read is one more operation in the ring, which the
- * kernel finishes on a worker of its own when it has to wait.
+ * kernel", is what io_uring really is. And completion covers what readiness cannot: files.
+ * epoll_ctl refuses a regular file (EPERM), and select and poll report one always ready, even
+ * when reading it waits for the disk; so 06's sendfile() can stall its one thread on a disk
+ * read. Here the read is one more operation in the ring, which the kernel finishes on a worker
+ * of its own when it has to wait.
  *
  * The price: the kernel writes into our memory whenever it likes, so every buffer has an owner
  * at each moment (see shared/io-uring.ts), and memory handed to the kernel may be reused only
