@@ -38,7 +38,9 @@ const HELP = `npm run bench -- [options]
   --duration S       seconds per measurement (default 5; 1 with --quick)
   --pool N           workers for the --pool variants of 01 and 02 (default 16)
   --generator NAME   wrk or autocannon (default: wrk when on PATH)
-  --out DIR          where latest.md, latest.svg and latest.json go (default bench/results)
+  --out DIR          where latest.md, latest.svg and latest.json go (default bench/results for a full
+                     run; bench/results/partial, which git ignores, with --quick, --model,
+                     --scenario, --duration or --pool)
   --update-readme    measure nothing: copy the summary and targets of DIR/latest.json into
                      README.md and README.zh-CN.md (a full run does this by itself)
   --help             this text
@@ -69,6 +71,7 @@ function parseOptions(argv: string[]): Options {
   }
   if (values.generator !== undefined && values.generator !== 'wrk' && values.generator !== 'autocannon') usageError(`--generator is wrk or autocannon`);
   const quick = values.quick === true;
+  const full = !quick && values.model === undefined && values.scenario === undefined && values.duration === undefined && values.pool === undefined && values.out === undefined;
   return {
     models: list(values.model),
     // --quick leaves out the large file (the slowest scenario, and the least surprising).
@@ -90,8 +93,10 @@ function parseOptions(argv: string[]): Options {
       threadCap: quick ? 10 : 100,
     },
     generator: values.generator as Options['generator'],
-    out: path.resolve(values.out ?? path.join(REPO_ROOT, 'bench', 'results')),
-    full: !quick && values.model === undefined && values.scenario === undefined && values.duration === undefined && values.pool === undefined && values.out === undefined,
+    // Only a full run replaces the committed report (the one the READMEs quote); a partial run
+    // writes beside it, into a folder git ignores, so that trying a part changes no tracked file.
+    out: path.resolve(values.out ?? path.join(REPO_ROOT, 'bench', 'results', ...(full ? [] : ['partial']))),
+    full,
     updateReadmeOnly: values['update-readme'] === true,
   };
 }
