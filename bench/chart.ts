@@ -6,7 +6,7 @@
  */
 import type { BenchReport } from './report.ts';
 import { cpuMicrosPerRequest, machineLine, micros, requestsPerSecond } from './report.ts';
-import type { IdleRow } from './scenarios.ts';
+import type { IdleRow, LoadRow } from './scenarios.ts';
 
 interface Series {
   name: string;
@@ -60,19 +60,29 @@ export function renderChart(report: BenchReport): string {
   ].join('\n');
 }
 
+/** A series of small-page measurements: one scenario at one number of connections. */
+type LoadSeries = Series & { scenario: 'keepalive' | 'close'; connections: number };
+
+/** One group per server with small-page rows: a bar for each series whose row gives a value. */
+function smallPageGroups(report: BenchReport, series: LoadSeries[], valueOf: (row: LoadRow) => number | null, format: (value: number) => string): Group[] {
+  const { load } = report.results;
+  return serversWith(report, (id) => load.some((row) => row.server === id && row.scenario !== 'bigfile')).map(({ id, label }) => ({
+    label,
+    bars: series.flatMap((each, index) => {
+      const row = load.find((r) => r.server === id && r.scenario === each.scenario && r.connections === each.connections);
+      const value = row === undefined ? null : valueOf(row);
+      return value === null ? [] : [{ value, label: format(value), series: index }];
+    }),
+  }));
+}
+
 function requestsPanel(report: BenchReport): Panel | null {
   const { settings } = report;
-  const series: (Series & { scenario: 'keepalive' | 'close'; connections: number })[] = [
+  const series: LoadSeries[] = [
     ...settings.keepAliveConnections.map((connections, i) => ({ name: `keep-alive, ${connections} conn.`, color: PALETTE[i % 3]!, scenario: 'keepalive' as const, connections })),
     { name: `new connection per request, ${settings.closeConnections} conn.`, color: PALETTE[3]!, scenario: 'close', connections: settings.closeConnections },
   ];
-  const groups = serversWith(report, (id) => report.results.load.some((row) => row.server === id && row.scenario !== 'bigfile')).map(({ id, label }) => ({
-    label,
-    bars: series.flatMap((each, index) => {
-      const row = report.results.load.find((r) => r.server === id && r.scenario === each.scenario && r.connections === each.connections);
-      return row ? [{ value: row.load.requestsPerSecond, label: compact(row.load.requestsPerSecond), series: index }] : [];
-    }),
-  }));
+  const groups = smallPageGroups(report, series, (row) => row.load.requestsPerSecond, compact);
   if (groups.length === 0) return null;
   return { title: `Requests per second, GET of a ${report.smallPageBytes.toLocaleString('en')}-byte page (higher is better)`, series, groups, scale: 'linear', formatTick: compact };
 }
@@ -80,18 +90,16 @@ function requestsPanel(report: BenchReport): Panel | null {
 /** Server CPU µs per request at keep-alive c=100 and with a new connection per request. */
 function cpuPanel(report: BenchReport): Panel | null {
   const { settings } = report;
-  const series: (Series & { scenario: 'keepalive' | 'close'; connections: number })[] = [
+  const series: LoadSeries[] = [
     { name: 'keep-alive, 100 conn.', color: PALETTE[2]!, scenario: 'keepalive', connections: 100 },
     { name: `new connection per request, ${settings.closeConnections} conn.`, color: PALETTE[3]!, scenario: 'close', connections: settings.closeConnections },
   ];
-  const groups = serversWith(report, (id) => report.results.load.some((row) => row.server === id && row.scenario !== 'bigfile')).map(({ id, label }) => ({
-    label,
-    bars: series.flatMap((each, index) => {
-      const row = report.results.load.find((r) => r.server === id && r.scenario === each.scenario && r.connections === each.connections);
-      const value = row === undefined ? null : cpuMicrosPerRequest(row);
-      return value === null || value <= 0 ? [] : [{ value, label: micros(value), series: index }];
-    }),
-  }));
+  // A log scale has no place for 0.
+  const positiveMicros = (row: LoadRow) => {
+    const value = cpuMicrosPerRequest(row);
+    return value === null || value <= 0 ? null : value;
+  };
+  const groups = smallPageGroups(report, series, positiveMicros, micros);
   if (groups.every((group) => group.bars.length === 0)) return null;
   return {
     title: 'Server CPU time per request, µs, log scale (lower is better; unlike requests/s, not capped by the load generator)',
