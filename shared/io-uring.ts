@@ -60,14 +60,14 @@ const SYS_io_uring_enter = 426;
 const SYS_io_uring_register = 427;
 
 // Operations (enum io_uring_op): the calls the kernel makes on our behalf.
-export const IORING_OP_NOP = 0;
+const IORING_OP_NOP = 0;
 export const IORING_OP_ACCEPT = 13;
-export const IORING_OP_ASYNC_CANCEL = 14;
-export const IORING_OP_CLOSE = 19;
-export const IORING_OP_READ = 22;
-export const IORING_OP_SEND = 26;
+const IORING_OP_ASYNC_CANCEL = 14;
+const IORING_OP_CLOSE = 19;
+const IORING_OP_READ = 22;
+const IORING_OP_SEND = 26;
 export const IORING_OP_RECV = 27;
-export const IORING_OP_SHUTDOWN = 34;
+const IORING_OP_SHUTDOWN = 34;
 
 // sqe.flags
 /** The next SQE starts only after this one succeeded in full (a short read cancels it). */
@@ -75,7 +75,7 @@ export const IOSQE_IO_LINK = 1 << 2;
 /** Like IO_LINK, but the next SQE starts whatever this one's result. */
 export const IOSQE_IO_HARDLINK = 1 << 3;
 /** Let the kernel pick a receive buffer from the group in sqe.buf_group. */
-export const IOSQE_BUFFER_SELECT = 1 << 5;
+const IOSQE_BUFFER_SELECT = 1 << 5;
 
 // io_uring_setup flags
 const IORING_SETUP_CQSIZE = 1 << 3;

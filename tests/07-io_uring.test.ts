@@ -20,10 +20,7 @@ import { assertShrinkingFileEndsOnlyItsDownload } from './helpers/shrinking-file
 import { GET, RawClient, rawExchange } from './helpers/http-client.ts';
 import { REPO_ROOT, startModel, waitUntil, type RunningServer } from './helpers/server.ts';
 import { ioUringRefusal } from './helpers/io-uring-refusal.ts';
-import { explainRefusal } from '../shared/io-uring.ts';
-
-const IORING_OP_ACCEPT = 13;
-const IORING_OP_RECV = 27;
+import { IORING_OP_ACCEPT, IORING_OP_RECV, explainRefusal } from '../shared/io-uring.ts';
 
 /** The ring's descriptor, from the line 07 prints before it starts serving. */
 async function ringFd(server: RunningServer): Promise<number> {
