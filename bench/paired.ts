@@ -14,7 +14,7 @@ import type { RunContext, Step } from './scenarios.ts';
 import { SMALL_PAGE } from './site.ts';
 
 /** Keep-alive connections of every turn: the headline concurrency the targets name. */
-export const PAIRED_CONNECTIONS = 100;
+const PAIRED_CONNECTIONS = 100;
 
 export interface PairedRow {
   server: string;

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { machineLine, markdownTable, summaryTable, targetTable, type BenchReport, type Language } from './report.ts';
 import { REPO_ROOT } from './site.ts';
 
-export const README_FILES: { file: string; language: Language }[] = [
+const README_FILES: { file: string; language: Language }[] = [
   { file: 'README.md', language: 'en' },
   { file: 'README.zh-CN.md', language: 'zh' },
 ];
