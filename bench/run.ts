@@ -10,7 +10,8 @@
  *
  * Writes bench/results/latest.md (the report), latest.svg (the chart) and latest.json (every
  * number), and prints the tables; a full run also refreshes the summary in README.md and
- * README.zh-CN.md (bench/readme.ts). Progress goes to stderr.
+ * README.zh-CN.md (bench/readme.ts). A partial run writes the same three files into
+ * bench/results/partial/ instead (git ignores it). Progress goes to stderr.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
