@@ -114,7 +114,7 @@ class Client {
   answeringPaused = false;
   /** After closeGently(): until when we wait for the client's FIN (0: not closing)... */
   lingerUntil = 0;
-  /** ...and how many bytes it sent after our last response, received and thrown away. */
+  /** ...and how many bytes it sent after the last request we answer, received and thrown away. */
   discarded = 0;
 
   // Operations in the kernel's hands. The Client, its number and its send slot live until

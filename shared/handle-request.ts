@@ -236,7 +236,7 @@ function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, clo
     if (range !== undefined) {
       // Cached: the part is sliced from memory (HEAD: just its head, §9.3.2).
       const decision = decideRange(range, request.headers.get('if-range'), file, now);
-      if (decision.kind !== 'whole') return rangeResponse(decision, range, file, file.contentType, file.body, isHead, close);
+      if (decision.kind !== 'whole') return rangeResponse(decision, range, file, file.contentType, file.body, isHead, close, now);
     }
     return preparedResponse(file, file.body, kind + (close ? 1 : 0), close, now);
   }
@@ -246,11 +246,11 @@ function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, clo
   if (kind !== FULL) {
     if (range !== undefined) {
       const decision = decideRange(range, request.headers.get('if-range'), file, now);
-      if (decision.kind !== 'whole') return rangeResponse(decision, range, file, file.contentType, null, isHead, close);
+      if (decision.kind !== 'whole') return rangeResponse(decision, range, file, file.contentType, null, isHead, close, now);
     }
     const status = notModified ? 304 : 200;
     const fields = fileFields(file.lastModified, file.etag);
-    return { status, bytes: Buffer.from(responseHead(status, file.contentType, file.size, close, fields), 'latin1'), file: null, close };
+    return { status, bytes: Buffer.from(responseHead(status, file.contentType, file.size, close, fields, currentHttpDate(now)), 'latin1'), file: null, close };
   }
 
   const opened = site.openFile(file);
@@ -260,16 +260,16 @@ function fileResponse(file: SiteFile, request: HttpRequest, isHead: boolean, clo
     // Content-Range match the bytes the Outbox will read from `offset`.
     const decision = decideRange(range, request.headers.get('if-range'), opened, now);
     if (decision.kind === 'part') {
-      const head = rangeResponse(decision, range, opened, file.contentType, null, false, close);
+      const head = rangeResponse(decision, range, opened, file.contentType, null, false, close, now);
       return { ...head, file: { fd: opened.fd, offset: decision.start, length: decision.length } };
     }
     if (decision.kind === 'unsatisfiable') {
       closeQuietly(opened.fd);
-      return rangeResponse(decision, range, opened, file.contentType, null, false, close);
+      return rangeResponse(decision, range, opened, file.contentType, null, false, close, now);
     }
   }
   const head = Buffer.from(
-    responseHead(200, file.contentType, opened.size, close, fileFields(opened.lastModified, opened.etag)),
+    responseHead(200, file.contentType, opened.size, close, fileFields(opened.lastModified, opened.etag), currentHttpDate(now)),
     'latin1',
   );
   if (opened.size === 0) {
@@ -300,6 +300,7 @@ function rangeResponse(
   cachedBody: Buffer | null,
   isHead: boolean,
   close: boolean,
+  now: number,
 ): HttpResponse {
   if (decision.kind !== 'part') {
     return errorResponse(416, `range not satisfiable: ${range.slice(0, 100)}`, {
@@ -309,7 +310,7 @@ function rangeResponse(
     });
   }
   const fields = `Content-Range: ${contentRange(decision, file.size)}\r\n${fileFields(file.lastModified, file.etag)}`;
-  const head = responseHead(206, contentType, decision.length, close, fields);
+  const head = responseHead(206, contentType, decision.length, close, fields, currentHttpDate(now));
   const bytes = cachedBody === null || isHead
     ? Buffer.from(head, 'latin1')
     : concatHeadAndBody(head, cachedBody.subarray(decision.start, decision.start + decision.length));
