@@ -306,9 +306,10 @@ let thisFileAsJavaScript = '';
  * A new thread running this same file, with `start` as its workerData.
  *
  * Not the .ts file itself: a new thread is a new JavaScript engine that knows no TypeScript, and
- * teaching it with tsx's loader would cost every thread some 200 ms and 28 MiB more. It runs the
- * plain JavaScript that main() compiled from this file once (shared/compiled-self.ts), with no
- * Node options of ours (execArgv: []): under `npx tsx` they would load tsx into it after all.
+ * teaching it with tsx's loader would cost every thread 0.2 to 0.6 s and ~20 MiB more (see the
+ * header). It runs the plain JavaScript that main() compiled from this file once
+ * (shared/compiled-self.ts), with no Node options of ours (execArgv: []): under `npx tsx`
+ * they would load tsx into it after all.
  */
 function startThreadRunningThisFile(start: WorkerStart): Worker {
   return new Worker(thisFileAsJavaScript, { workerData: start, execArgv: [] });

@@ -55,7 +55,7 @@ const libc = koffi.load('libc.so.6');
 // Constants, from <linux/io_uring.h> and <sys/mman.h> (the same on x86-64 and arm64).
 // ---------------------------------------------------------------------------------------
 // io_uring's system calls came after the architectures unified their numbering: 425-427 on all.
-const SYS_io_uring_setup = 425;
+export const SYS_io_uring_setup = 425;
 const SYS_io_uring_enter = 426;
 const SYS_io_uring_register = 427;
 

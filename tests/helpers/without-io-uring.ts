@@ -12,13 +12,13 @@
 import koffi from 'koffi';
 import { spawnSync } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
+import { SYS_io_uring_setup } from '../../shared/io-uring.ts';
 
 const PR_SET_SECCOMP = 22;
 const PR_SET_NO_NEW_PRIVS = 38;
 const SECCOMP_MODE_FILTER = 2;
 const SECCOMP_RET_ERRNO = 0x00050000;
 const SECCOMP_RET_ALLOW = 0x7fff0000;
-const SYS_io_uring_setup = 425;
 // struct seccomp_data { int nr; u32 arch; ... }: the filter reads these two fields.
 const AUDIT_ARCH: Record<string, number> = { x64: 0xc000003e, arm64: 0xc00000b7 };
 
