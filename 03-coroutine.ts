@@ -68,25 +68,49 @@ class IdleTimeout extends Error {
   }
 }
 
+/** Stop reading from a client while this much of what it sent waits for its coroutine. */
+const RECEIVED_LIMIT_BYTES = 64 * 1024;
+
 class CoroutineSocket {
   private waiting: (() => void) | null = null;
+  /** Bytes that arrived and wait for the coroutine's next recv(), oldest first. */
+  private readonly received: Buffer[] = [];
+  private receivedBytes = 0;
   private ended = false; //   the client closed its side (FIN), or the socket is gone
   private closed = false; //  the socket is destroyed
-  private lingering = false; // our last byte is out; we only wait for the client to close
   private failure: Error | null = null;
+  /** When bytes last moved in either direction; the idle sweep (below) compares against it. */
+  lastProgress = Date.now();
+  /** After close(): until when we wait for the client's FIN (0: not closing). */
+  lingerUntil = 0;
 
-  constructor(readonly socket: net.Socket, idleTimeoutMs: number) {
-    // Every event that could let a parked coroutine continue just wakes it; recv() and
-    // sendall() then look at the socket's state to see what happened. A coroutine waits for
-    // one thing at a time, so one slot for the waiting resolver is enough.
-    socket.on('readable', this.wake);
-    socket.on('drain', this.wake);
+  constructor(readonly socket: net.Socket) {
+    // Every event that could let a parked coroutine continue wakes it; recv() and sendall()
+    // then look at what happened. A coroutine waits for one thing at a time, so one slot for
+    // the waiting resolver is enough.
+    //
+    // Incoming bytes arrive as 'data' events and queue here until the coroutine asks for
+    // them. If it is busy elsewhere (waiting for a slow reader to drain its answers, say) and
+    // the client keeps sending, pause() stops reading from the kernel: the client's own TCP
+    // window then fills up, and our memory stays bounded.
+    socket.on('data', (chunk: Buffer) => {
+      this.received.push(chunk);
+      this.receivedBytes += chunk.length;
+      if (this.receivedBytes >= RECEIVED_LIMIT_BYTES) socket.pause();
+      this.lastProgress = Date.now();
+      this.wake();
+    });
+    socket.on('drain', () => {
+      this.lastProgress = Date.now(); // a slow reader took our bytes: not idle
+      this.wake();
+    });
     socket.on('end', () => {
       this.ended = true;
       this.wake();
     });
     socket.on('close', () => {
       this.ended = this.closed = true;
+      live.delete(this);
       this.wake();
     });
     // An 'error' event without a listener would crash the whole process: here it only
@@ -95,12 +119,7 @@ class CoroutineSocket {
       this.failure ??= error;
       this.wake();
     });
-    // Node counts both reads and writes as activity, so a client that receives a big file
-    // slowly is not idle; one that neither sends nor accepts anything for this long is.
-    socket.setTimeout(idleTimeoutMs, () => {
-      if (!this.lingering) this.failure ??= new IdleTimeout(idleTimeoutMs);
-      socket.destroy();
-    });
+    live.add(this);
   }
 
   private readonly wake = (): void => {
@@ -122,9 +141,12 @@ class CoroutineSocket {
   async recv(): Promise<Buffer | null> {
     for (;;) {
       if (this.failure !== null) throw this.failure;
-      // read() hands over everything received so far, or null if nothing is waiting.
-      const received = this.socket.read() as Buffer | null;
-      if (received !== null) return received;
+      const chunk = this.received.shift();
+      if (chunk !== undefined) {
+        this.receivedBytes -= chunk.length;
+        if (this.socket.isPaused() && this.receivedBytes < RECEIVED_LIMIT_BYTES) this.socket.resume();
+        return chunk;
+      }
       if (this.ended) return null;
       await this.nextEvent();
     }
@@ -147,12 +169,11 @@ class CoroutineSocket {
    * read and throw away whatever the client still sends until it closes too: closing a socket
    * with unread bytes makes the kernel answer with a reset, which can destroy the response
    * the client has not read yet (an error page, say). Bounded in bytes, and in time once our
-   * last byte is out, so nobody can keep us forever.
+   * last byte is out (the sweep ends the wait), so nobody can keep us forever.
    */
   async close(): Promise<void> {
     this.socket.end(() => {
-      this.lingering = true;
-      this.socket.setTimeout(LINGER_MS);
+      this.lingerUntil = Date.now() + LINGER_MS;
     });
     let discarded = 0;
     for (let data = await this.recv(); data !== null; data = await this.recv()) {
@@ -165,7 +186,35 @@ class CoroutineSocket {
     // Both sides have closed: Node destroys the socket by itself once our last queued byte
     // is out (destroying it now could throw away the end of the last response).
   }
+
+  /** Called by the sweep: end this connection if it has waited too long. */
+  checkIdle(now: number, idleTimeoutMs: number): void {
+    if (this.lingerUntil !== 0) {
+      if (now >= this.lingerUntil) this.socket.destroy(); // closing gently: it had its chance
+    } else if (now - this.lastProgress >= idleTimeoutMs) {
+      this.failure ??= new IdleTimeout(idleTimeoutMs);
+      this.socket.destroy();
+      this.wake();
+    }
+  }
 }
+
+// ---------------------------------------------------------------------------------------
+// Idle connections.
+//
+// A client that connects and says nothing would otherwise hold its socket and coroutine
+// forever. Node can time each socket itself (socket.setTimeout), but it then re-arms a timer
+// on every read and every write: a cost on every request, to catch a rare case. Instead,
+// like 04-06, we note when bytes last moved and look at every connection once a second.
+// Reads and drained writes both count, so a client that receives a big file slowly is not idle.
+// ---------------------------------------------------------------------------------------
+const live = new Set<CoroutineSocket>();
+const IDLE_SWEEP_EVERY_MS = 1000;
+
+setInterval(() => {
+  const now = Date.now();
+  for (const conn of live) conn.checkIdle(now, options.idleTimeoutMs);
+}, IDLE_SWEEP_EVERY_MS).unref();
 
 // ---------------------------------------------------------------------------------------
 // One coroutine per connection: the article's handle_request(new_socket).
@@ -177,7 +226,7 @@ function describePeer(socket: net.Socket): string {
 
 async function serveClient(socket: net.Socket): Promise<void> {
   const peer = describePeer(socket);
-  const conn = new CoroutineSocket(socket, options.idleTimeoutMs);
+  const conn = new CoroutineSocket(socket);
   debug(`${peer} OnLine`);
   try {
     await serveRequests(conn, peer);
