@@ -83,6 +83,28 @@ describeModel('03-coroutine.ts', {
       }
     });
 
+    test('a client that pipelines requests but reads no answers: the server stops reading from it, memory stays flat', async () => {
+      const { pid, port } = server();
+      const flooder = await RawClient.connect(port);
+      try {
+        const before = residentBytes(pid);
+        flooder.socket.pause(); // never read an answer
+        // 48 MiB of requests. The coroutine answers until its socket is full, then waits for
+        // 'drain'; what keeps arriving meanwhile must stay in the kernel (pause()), not pile
+        // up in the server's memory.
+        const request = 'GET /hello.txt HTTP/1.1\r\nHost: test\r\n\r\n';
+        flooder.socket.write(Buffer.from(request.repeat(Math.ceil((48 * 2 ** 20) / request.length)), 'latin1'));
+        await sleep(1500);
+        const grown = residentBytes(pid) - before;
+        assert.ok(grown < 24 * 1024 * 1024, `the server grew by ${(grown / 2 ** 20).toFixed(1)} MiB for one client that does not read`);
+        assert.ok(flooder.socket.writableLength > 0, 'the server read the whole flood: nothing held it back');
+        // Everybody else is still served meanwhile.
+        assert.equal((await rawExchange(port, GET('/hello.txt'))).status, 200);
+      } finally {
+        flooder.close();
+      }
+    });
+
     test('a client that resets mid-download releases the file descriptor and is logged once', async () => {
       const { pid, port, output } = server();
       const big = site().bigFile;
