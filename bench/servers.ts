@@ -308,7 +308,7 @@ function findNginx(): { binary: string; version: string } | null {
   return status === 0 && version !== undefined ? { binary, version } : null;
 }
 
-function which(command: string): string | null {
+export function which(command: string): string | null {
   for (const folder of (process.env.PATH ?? '').split(':')) {
     if (folder !== '' && existsSync(path.join(folder, command))) return path.join(folder, command);
   }
@@ -375,7 +375,7 @@ async function launchNginx(binary: string, site: Site, openFileCache: boolean): 
   return settled(child, output, url, stop);
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer().once('error', reject);
     probe.listen(0, '127.0.0.1', () => {
@@ -385,7 +385,7 @@ function freePort(): Promise<number> {
   });
 }
 
-function accepts(port: number): Promise<boolean> {
+export function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     socket.setTimeout(500, () => socket.destroy());

@@ -146,3 +146,16 @@ test('bench/ffi-call-cost.ts prints the cost of one recv() through koffi, and fr
   if (HAS_CC) assert.match(stdout, /^recv\(\) from C +\d+ ns$/m, 'the same call from C');
   else assert.match(stdout, /no figure from C: no C compiler/);
 });
+
+const HAS_VALGRIND = spawnSync('valgrind', ['--version']).status === 0;
+
+test('bench/instructions.ts counts the instructions a server runs per request (the C ceiling, briefly)', {
+  timeout: 120_000,
+  skip: !HAS_VALGRIND ? 'valgrind is not installed' : !HAS_CC ? 'no C compiler for the C ceiling' : false,
+}, async () => {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/instructions.ts', 'c', '--warmup', '2000', '--requests', '2000'], { cwd: REPO_ROOT, timeout: 110_000 });
+  const row = /^C epoll ceiling +([\d,]+) \(all threads ([\d,]+)\) +1\.0× C$/m.exec(stdout);
+  assert.ok(row !== null, `no row for the C ceiling in:\n${stdout}`);
+  // A request's recv, header search and send cannot take fewer than a few hundred instructions.
+  assert.ok(Number(row[1]!.replaceAll(',', '')) > 200, `implausibly few instructions: ${row[1]}`);
+});
