@@ -205,7 +205,7 @@ class CoroutineSocket {
 // A client that connects and says nothing would otherwise hold its socket and coroutine
 // forever. Node can time each socket itself (socket.setTimeout), but it then re-arms a timer
 // on every read and every write: a cost on every request, to catch a rare case. Instead,
-// like 04-06, we note when bytes last moved and look at every connection once a second.
+// as 04-07 do, we note when bytes last moved and look at every connection once a second.
 // Reads and drained writes both count, so a client that receives a big file slowly is not idle.
 // ---------------------------------------------------------------------------------------
 const live = new Set<CoroutineSocket>();
