@@ -15,6 +15,9 @@
 // The Outbox owns those descriptors: it closes each one once fully sent, or
 // when the connection is discarded.
 
+// Buffer is imported, not taken from the global object: there Node defines it as a getter,
+// and every `Buffer.isBuffer` below (three per response) would call it.
+import { Buffer } from 'node:buffer';
 import fs from 'node:fs';
 import type { FileBody, HttpResponse } from './handle-request.ts';
 
