@@ -7,9 +7,10 @@
  *
  * Why count. CPU time per request (`npm run bench`) is the figure that matters, but on a
  * shared machine it moves by ±5 % from one round to the next, more than most single changes
- * to the code save. An instruction count does not move: run twice, it agrees to within a
- * fraction of a percent. So this is the tool for asking "did that change make the server do
- * less work?", and for seeing where a model's work goes next to the C ceiling and the JS floor.
+ * to the code save. An instruction count hardly moves: run twice, it agrees to within about
+ * 2 % (V8 decides when to optimize what, and that varies a little). So this is the tool for
+ * asking "did that change make the server do less work?", and for seeing where a model's
+ * work goes next to the C ceiling and the JS floor.
  *
  * What is counted: the instructions of the server's main thread in user space (its own code,
  * V8, Node, libuv, koffi, libc) while it answers --requests keep-alive GETs of the small page
