@@ -79,10 +79,10 @@ class CoroutineSocket {
   private ended = false; //   the client closed its side (FIN), or the socket is gone
   private closed = false; //  the socket is destroyed
   private failure: Error | null = null;
-  /** When bytes last moved in either direction; the idle sweep (below) compares against it. */
-  lastProgress = Date.now();
+  /** When bytes last moved in either direction; checkIdle() compares against it. */
+  private lastProgress = Date.now();
   /** After close(): until when we wait for the client's FIN (0: not closing). */
-  lingerUntil = 0;
+  private lingerUntil = 0;
 
   constructor(readonly socket: net.Socket) {
     // Every event that could let a parked coroutine continue wakes it; recv() and sendall()
@@ -119,7 +119,7 @@ class CoroutineSocket {
       this.failure ??= error;
       this.wake();
     });
-    live.add(this);
+    live.add(this); // the connections the idle sweep (below) looks at
   }
 
   private readonly wake = (): void => {

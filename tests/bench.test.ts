@@ -147,7 +147,7 @@ test('bench/ffi-call-cost.ts prints the cost of one recv() through koffi, and fr
   else assert.match(stdout, /no figure from C: no C compiler/);
 });
 
-const HAS_VALGRIND = spawnSync('valgrind', ['--version']).status === 0;
+const HAS_VALGRIND = hasCommand('valgrind', ['--version']);
 
 test('bench/instructions.ts counts the instructions a server runs per request (the C ceiling, briefly)', {
   timeout: 120_000,
