@@ -285,7 +285,7 @@ function serveRequests(conn: Socket, client: string, outbox: Outbox, site: Stati
 
     // One recv() may hold part of a request or several pipelined ones; the reader
     // reassembles them and we answer each complete request in order.
-    reader.push(receiveBuffer.subarray(0, count));
+    reader.push(receiveBuffer, count);
     for (let parsed = reader.next(); parsed !== null; parsed = reader.next()) {
       const response = handleRequest(parsed, site);
       if (response.status >= 400) log(`${client} ${response.status} ${response.reason}`);

@@ -129,7 +129,7 @@ function handleConnection(conn: Socket, who: string, site: StaticSite): void {
         return;
       }
       // TCP is a byte stream: this may be half a request or several. The reader reassembles.
-      reader.push(received.subarray(0, count));
+      reader.push(received, count);
       for (let parsed = reader.next(); parsed !== null; parsed = reader.next()) {
         const response = handleRequest(parsed, site);
         if (response.status >= 400) log(`${who} ${response.status} ${response.reason ?? ''}`);

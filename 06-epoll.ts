@@ -328,7 +328,7 @@ function receive(client: Client): void {
   }
   client.lastProgress = now;
   if (client.lingerUntil !== 0) client.discarded += count; // after our last response: thrown away
-  else client.reader.push(receiveBuffer.subarray(0, count));
+  else client.reader.push(receiveBuffer, count);
 }
 
 /**
@@ -362,7 +362,7 @@ function answerRequests(client: Client): void {
     }
     const parsed = reader.next();
     if (parsed === null) return; // needs more bytes
-    const response = handleRequest(parsed, site);
+    const response = handleRequest(parsed, site, now); // the pass's clock reading serves its requests too
     if (response.status >= 400) log(`${client.name} ${response.status} ${response.reason}`);
     else if (verbose && parsed.kind === 'request') debug(`${client.name} ${parsed.method} ${parsed.target} ${response.status}`);
     outbox.push(response); // after a response with close=true, the loop ends

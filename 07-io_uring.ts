@@ -195,7 +195,7 @@ try {
 const clients: (Client | undefined)[] = [];
 const freeIds: number[] = [];
 
-// The clock, read once per pass.
+// The clock, read once per pass: every event of a pass happened "now" closely enough.
 let now = Date.now();
 let lastIdleSweep = now;
 let requestsServed = 0;
@@ -409,7 +409,7 @@ function answerRequests(client: Client): void {
     }
     const parsed = reader.next();
     if (parsed === null) return; // needs more bytes
-    const response = handleRequest(parsed, site);
+    const response = handleRequest(parsed, site, now); // the pass's clock reading serves its requests too
     requestsServed++;
     if (response.status >= 400) log(`${client.name} ${response.status} ${response.reason}`);
     else if (verbose && parsed.kind === 'request') debug(`${client.name} ${parsed.method} ${parsed.target} ${response.status}`);

@@ -74,8 +74,13 @@ export function statusText(status: number): string {
 
 const TEXT_PLAIN = 'text/plain; charset=utf-8';
 
-/** Answer one parsed request (or framing error). Never throws for client input. */
-export function handleRequest(parsed: ParsedRequest, site: StaticSite): HttpResponse {
+/**
+ * Answer one parsed request (or framing error). Never throws for client input.
+ * `now` is the site clock's time; a model that has just read the clock for its
+ * own use (once per pass of its loop) passes it, rather than have it read again
+ * for every request.
+ */
+export function handleRequest(parsed: ParsedRequest, site: StaticSite, now: number = site.now()): HttpResponse {
   if (parsed.kind === 'error') {
     // After a framing error we no longer know where the next request would
     // start, so the connection always closes.
@@ -99,9 +104,8 @@ export function handleRequest(parsed: ParsedRequest, site: StaticSite): HttpResp
   const pathEnd = endOfPath(target);
   const urlPath = pathEnd === target.length ? target : target.slice(0, pathEnd);
 
-  // One clock read serves the cache check and the Date header: reading the
+  // One clock reading serves the cache check and the Date header: reading the
   // clock costs about as much as the rest of a cached answer's bookkeeping.
-  const now = site.now();
   const found = site.lookup(urlPath, now);
   switch (found.kind) {
     case 'file':
@@ -113,11 +117,13 @@ export function handleRequest(parsed: ParsedRequest, site: StaticSite): HttpResp
   }
 }
 
+// Where the path ends: at the first "?" or "#", else at the end.
 function endOfPath(target: string): number {
-  const query = target.indexOf('?');
-  const fragment = target.indexOf('#');
-  if (query === -1) return fragment === -1 ? target.length : fragment;
-  return fragment === -1 || query < fragment ? query : fragment;
+  for (let index = 0; index < target.length; index++) {
+    const code = target.charCodeAt(index);
+    if (code === 0x3f /* ? */ || code === 0x23 /* # */) return index;
+  }
+  return target.length;
 }
 
 // "?x=1" from "/dir?x=1#top" (the fragment never travels in a Location here).

@@ -56,11 +56,12 @@ const STORAGE_KEEP_LIMIT = 64 * 1024;
 const STORAGE_MIN_SIZE = 4 * 1024;
 
 export class RequestReader {
-  // The unparsed bytes are data[start .. data.length). `data` is either the
-  // caller's own chunk (borrowed: no copy at all in the common case where a
-  // recv() holds whole requests) or a view on our private `storage`.
+  // The unparsed bytes are data[start .. end). `data` is either the caller's
+  // own chunk (borrowed: no copy at all in the common case where a recv()
+  // holds whole requests) or our private `storage`.
   private data: Buffer = EMPTY;
   private start = 0;
+  private end = 0;
   private borrowed = false;
   private storage: Buffer | null = null;
 
@@ -79,7 +80,7 @@ export class RequestReader {
 
   /** Bytes received but not yet returned as part of a request. */
   get bufferedBytes(): number {
-    return this.data.length - this.start;
+    return this.end - this.start;
   }
 
   /**
@@ -87,27 +88,30 @@ export class RequestReader {
    * body): a connection that ends now ends in the middle of a request.
    */
   get midRequest(): boolean {
-    return !this.finished && (this.waitingRequest !== null || this.data.length > this.start);
+    return !this.finished && (this.waitingRequest !== null || this.end > this.start);
   }
 
   /**
-   * Bytes just received. The reader may keep a reference to `chunk` only until
-   * the next() loop that follows returns null (or detach() is called); then it
-   * copies what is left, so the caller may reuse the chunk's memory for its
-   * next recv().
+   * Bytes just received: the first `length` bytes of `chunk` (all of it by
+   * default; a server that recv()s into one big buffer passes the count, which
+   * spares it a subarray per recv). The reader may keep a reference to `chunk`
+   * only until the next() loop that follows returns null (or detach() is
+   * called); then it copies what is left, so the caller may reuse the chunk's
+   * memory for its next recv().
    */
-  push(chunk: Buffer): void {
-    if (this.finished || chunk.length === 0) return;
-    const held = this.data.length - this.start;
+  push(chunk: Buffer, length: number = chunk.length): void {
+    if (this.finished || length === 0) return;
+    const held = this.end - this.start;
     if (held === 0) {
       // The common case: nothing left over, so just look at the caller's bytes.
       this.data = chunk;
       this.start = 0;
+      this.end = length;
       this.scanned = 0;
       this.borrowed = true;
       return;
     }
-    this.copyIntoStorage(chunk);
+    this.copyIntoStorage(chunk, length);
   }
 
   /**
@@ -124,22 +128,18 @@ export class RequestReader {
     }
 
     if (!this.skipLeadingEmptyLines()) return this.fail(400, 'bare CR in request');
-    if (this.start === this.data.length) return this.pause();
+    if (this.start === this.end) return this.pause();
 
     const headEnd = this.findHeadEnd();
     if (headEnd === -1) {
-      if (this.data.length - this.start > MAX_HEAD_BYTES) return this.failTooLarge();
+      if (this.end - this.start > MAX_HEAD_BYTES) return this.failTooLarge();
       return this.pause();
     }
     if (headEnd - this.start > MAX_HEAD_BYTES) return this.failTooLarge();
 
-    // Decode the whole head once. latin1 maps every byte to one character, so
-    // string indexes equal byte offsets and obs-text (bytes >= 0x80) survives.
-    const head = this.data.toString('latin1', this.start, headEnd);
+    const parsed = parseHead(this.data, this.start, headEnd);
     this.start = headEnd;
     this.scanned = 0;
-
-    const parsed = parseHead(head);
     if (parsed.kind === 'error') return this.fail(parsed.status, parsed.reason);
 
     const bodyLength = bodyLengthOf(parsed.headers);
@@ -160,7 +160,7 @@ export class RequestReader {
    * a client that is not reading its responses) calls this before reusing its receive buffer.
    */
   detach(): void {
-    if (this.borrowed && this.data.length - this.start > 0) this.copyIntoStorage(EMPTY);
+    if (this.borrowed && this.end - this.start > 0) this.copyIntoStorage(EMPTY, 0);
   }
 
   // -- framing --------------------------------------------------------------
@@ -171,12 +171,12 @@ export class RequestReader {
   private skipLeadingEmptyLines(): boolean {
     const data = this.data;
     let position = this.start;
-    while (position < data.length) {
+    while (position < this.end) {
       const byte = data[position];
       if (byte === LF) {
         position += 1;
       } else if (byte === CR) {
-        if (position + 1 === data.length) break; // the LF may still come
+        if (position + 1 === this.end) break; // the LF may still come
         if (data[position + 1] !== LF) return false;
         position += 2;
       } else {
@@ -196,32 +196,37 @@ export class RequestReader {
   // Buffer#indexOf rather than looking at every byte in JavaScript.
   // Returns the offset just after the empty line, or -1 if it has not arrived.
   private findHeadEnd(): number {
-    const data = this.data;
-    const start = this.start;
+    const { data, start, end } = this;
     // No need to look further than one byte past the limit: the caller turns
     // "not found yet, and more than MAX_HEAD_BYTES waiting" into an error.
     const searchLimit = start + MAX_HEAD_BYTES + 1;
-    let lineFeed = data.indexOf(LF, start + this.scanned);
+    let lineFeed = this.lineFeedFrom(start + this.scanned);
     while (lineFeed !== -1 && lineFeed < searchLimit) {
       const after = lineFeed + 1;
-      if (after === data.length) break; // cannot tell yet: rescan this LF later
+      if (after === end) break; // cannot tell yet: rescan this LF later
       if (data[after] === LF) return after + 1;
       if (data[after] === CR) {
-        if (after + 1 === data.length) break;
+        if (after + 1 === end) break;
         if (data[after + 1] === LF) return after + 2;
         // A bare CR; parseHead rejects it once the head is complete.
       }
-      lineFeed = data.indexOf(LF, after);
+      lineFeed = this.lineFeedFrom(after);
     }
-    this.scanned = (lineFeed === -1 ? data.length : lineFeed) - start;
+    this.scanned = (lineFeed === -1 ? end : lineFeed) - start;
     return -1;
+  }
+
+  // The offset of the first LF in data[position .. end), or -1.
+  private lineFeedFrom(position: number): number {
+    const found = this.data.indexOf(LF, position);
+    return found < this.end ? found : -1;
   }
 
   // The head outgrew MAX_HEAD_BYTES. If not even the request line ended within
   // the limit, the URI is the likely culprit (414, RFC 9110 §15.5.15);
   // otherwise the header fields are (431, RFC 6585 §5).
   private failTooLarge(): RequestError {
-    const firstLineFeed = this.data.indexOf(LF, this.start);
+    const firstLineFeed = this.lineFeedFrom(this.start);
     if (firstLineFeed === -1 || firstLineFeed - this.start >= MAX_HEAD_BYTES) {
       return this.fail(414, 'request line too long');
     }
@@ -231,7 +236,7 @@ export class RequestReader {
   // Throw away body bytes as they arrive; we never keep a body in memory.
   // Returns the waiting request once its body is complete.
   private skipBody(): HttpRequest | null {
-    const available = this.data.length - this.start;
+    const available = this.end - this.start;
     const skip = Math.min(available, this.bodyBytesToSkip);
     this.start += skip;
     this.bodyBytesToSkip -= skip;
@@ -245,6 +250,7 @@ export class RequestReader {
     this.finished = true;
     this.data = EMPTY;
     this.start = 0;
+    this.end = 0;
     this.storage = null;
     this.waitingRequest = null;
     return { kind: 'error', status, reason };
@@ -255,74 +261,97 @@ export class RequestReader {
   // next() is about to return null: the caller may now reuse the memory of the
   // chunk it pushed, so copy whatever we still need out of it.
   private pause(): null {
-    const held = this.data.length - this.start;
+    const held = this.end - this.start;
     if (held === 0) {
       this.data = EMPTY;
       this.start = 0;
+      this.end = 0;
       this.borrowed = false;
       if (this.storage !== null && this.storage.length > STORAGE_KEEP_LIMIT) this.storage = null;
     } else if (this.borrowed) {
-      this.copyIntoStorage(EMPTY);
+      this.copyIntoStorage(EMPTY, 0);
     }
     return null;
   }
 
-  // Make data = (what is held) + extra, in our own storage.
-  private copyIntoStorage(extra: Buffer): void {
-    const held = this.data.length - this.start;
-    const needed = held + extra.length;
+  // Make data = (what is held) + the first extraLength bytes of extra, in our own storage.
+  private copyIntoStorage(extra: Buffer, extraLength: number): void {
+    const held = this.end - this.start;
+    const needed = held + extraLength;
     const storageIsData = !this.borrowed && this.storage !== null;
 
     if (storageIsData && this.start === 0 && this.storage!.length >= needed) {
       // Already at the front of our storage and it has room: just append.
-      extra.copy(this.storage!, held);
+      extra.copy(this.storage!, held, 0, extraLength);
     } else {
       let storage = this.storage;
       if (storage === null || storage.length < needed) {
         storage = Buffer.allocUnsafe(Math.max(needed, STORAGE_MIN_SIZE, 2 * (storage?.length ?? 0)));
       }
       // Buffer#copy copes with overlap when moving within one buffer.
-      this.data.copy(storage, 0, this.start);
-      extra.copy(storage, held);
+      this.data.copy(storage, 0, this.start, this.end);
+      extra.copy(storage, held, 0, extraLength);
       this.storage = storage;
     }
-    this.data = this.storage!.subarray(0, needed);
+    this.data = this.storage!;
     this.start = 0;
+    this.end = needed;
     this.borrowed = false;
   }
 }
 
 // ---------------------------------------------------------------------------
-// Parsing a complete head. These are pure functions of a string.
+// Parsing a complete head.
+//
+// The head is read twice over, in two forms. Its bytes are walked once, left to
+// right, with small lookup tables: that finds where each line, name and value
+// begins and ends, and checks every byte on the way. Its text (decoded once, as
+// latin1: every byte is one character, so text offsets equal byte offsets and
+// obs-text, bytes >= 0x80, survives) is only sliced at the places found. Why not
+// search the text instead (indexOf, a regular expression)? Each such call costs
+// more to start than a short line costs to walk, and a head is mostly short lines.
 
-// Control characters may appear nowhere in a head except HTAB (inside field
-// values) and CR directly before LF. NUL and DEL are never valid. A bare CR
-// is dangerous: some parsers take it for a line end and others do not, which
-// is a way to smuggle requests (RFC 9112 §2.2 lets us reject it).
-// Written as "anything outside the allowed set" plus a CR scan: one simple
-// character class is several times faster than a pattern with a lookahead.
-const NOT_ALLOWED_IN_HEAD = /[^\t\n\r\x20-\x7e\x80-\xff]/;
+const SP = 0x20;
+const HTAB = 0x09;
+const COLON = 0x3a;
+const SLASH = 0x2f;
 
-function hasForbiddenCharacter(head: string): boolean {
-  if (NOT_ALLOWED_IN_HEAD.test(head)) return true;
-  for (let cr = head.indexOf('\r'); cr !== -1; cr = head.indexOf('\r', cr + 2)) {
-    if (head.charCodeAt(cr + 1) !== 0x0a) return true;
-  }
-  return false;
+/** One entry per byte value: 1 where `isMember` says so. */
+function byteTable(isMember: (byte: number) => boolean): Uint8Array {
+  const table = new Uint8Array(256);
+  for (let byte = 0; byte < 256; byte++) table[byte] = isMember(byte) ? 1 : 0;
+  return table;
 }
 
 // token = 1*tchar; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
 // / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA   (RFC 9110 §5.6.2)
-const IS_TCHAR = new Uint8Array(128);
-for (const character of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
-  IS_TCHAR[character.charCodeAt(0)] = 1;
+const TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const IS_TCHAR = byteTable((byte) => TCHARS.includes(String.fromCharCode(byte)));
+
+// What a field value, or the request line, may hold (RFC 9110 §5.5): HTAB,
+// visible ASCII and SP, and obs-text. Not: NUL and the other control characters,
+// DEL, nor CR or LF, which may only end a line, as CR LF or a bare LF. A bare CR
+// is refused: some parsers take it for a line end and others do not, a way to
+// smuggle requests (RFC 9112 §2.2 lets us reject it).
+const IS_TEXT_BYTE = byteTable((byte) => byte === HTAB || (byte >= 0x20 && byte !== 0x7f));
+
+/** The bytes of a line's text, from `at`: the offset of the CR LF or LF that ends it, or -1 at a forbidden byte. */
+function endOfLine(bytes: Buffer, at: number): number {
+  while (IS_TEXT_BYTE[bytes[at]!] === 1) at++;
+  if (bytes[at] === LF) return at;
+  if (bytes[at] === CR && bytes[at + 1] === LF) return at;
+  return -1;
+}
+
+/** The offset just after the line end (CR LF or LF) at `lineEnd`. */
+function nextLine(bytes: Buffer, lineEnd: number): number {
+  return bytes[lineEnd] === CR ? lineEnd + 2 : lineEnd + 1;
 }
 
 function isToken(text: string): boolean {
   if (text.length === 0) return false;
   for (let index = 0; index < text.length; index++) {
-    const code = text.charCodeAt(index);
-    if (code >= 128 || IS_TCHAR[code] === 0) return false;
+    if (IS_TCHAR[text.charCodeAt(index)] !== 1) return false;
   }
   return true;
 }
@@ -331,45 +360,58 @@ function requestError(status: number, reason: string): RequestError {
   return { kind: 'error', status, reason };
 }
 
-/** Parse a complete head (request line + field lines + empty line). */
-export function parseHead(head: string): ParsedRequest {
-  if (hasForbiddenCharacter(head)) return requestError(400, 'control character in request head');
+/**
+ * Parse a complete head, bytes[from, to): request line, field lines and the empty
+ * line that ends them (its last byte is that line's LF).
+ */
+export function parseHead(bytes: Buffer, from: number, to: number): ParsedRequest {
+  const head = bytes.toString('latin1', from, to); // head[i - from] is bytes[i]
 
-  let lineEnd = head.indexOf('\n');
-  const requestLine = parseRequestLine(withoutCR(head, 0, lineEnd));
-  if (requestLine.kind === 'error') return requestLine;
+  // Every refusal goes through refusal(), so that a forbidden byte anywhere in the
+  // head is what the client hears about, wherever the walk happened to stop first.
+  const requestLineEnd = endOfLine(bytes, from);
+  if (requestLineEnd === -1) return refusal(bytes, from, to, 400, 'control character in request head');
+  const requestLine = commonRequestLine(bytes, from, requestLineEnd, head) ?? parseRequestLine(head.slice(0, requestLineEnd - from));
+  if (requestLine.kind === 'error') return refusal(bytes, from, to, requestLine.status, requestLine.reason);
 
   const headers = new Map<string, string>();
   let hostLines = 0;
-  // Field lines are read in place, by index into `head`: slicing out each
-  // line first would allocate a string per line for nothing.
-  for (;;) {
-    const lineStart = lineEnd + 1;
-    lineEnd = head.indexOf('\n', lineStart);
-    const contentEnd = head.charCodeAt(lineEnd - 1) === 0x0d ? lineEnd - 1 : lineEnd;
-    if (contentEnd <= lineStart) break; // the empty line that ends the head
+  let host = '';
+  for (let lineStart = nextLine(bytes, requestLineEnd); ; ) {
+    if (bytes[lineStart] === LF || (bytes[lineStart] === CR && bytes[lineStart + 1] === LF)) break; // the empty line
 
-    const first = head.charCodeAt(lineStart);
-    // obs-fold: a line starting with whitespace continues the previous field.
-    // RFC 9112 §5.2 lets a server reject it with 400, which is the safe choice.
-    if (first === 0x20 || first === 0x09) return requestError(400, 'obsolete line folding in header');
+    // field-line = field-name ":" OWS field-value OWS   (RFC 9112 §5)
+    let at = lineStart;
+    while (IS_TCHAR[bytes[at]!] === 1) at++;
+    const nameEnd = at;
+    if (nameEnd === lineStart || bytes[at] !== COLON) {
+      const lineEnd = endOfLine(bytes, lineStart);
+      if (lineEnd === -1) return refusal(bytes, from, to, 400, 'control character in request head');
+      return refusal(bytes, from, to, 400, fieldLineProblem(head.slice(lineStart - from, lineEnd - from)));
+    }
+    at += 1;
+    while (bytes[at] === SP || bytes[at] === HTAB) at++;
+    const valueStart = at;
+    const lineEnd = endOfLine(bytes, valueStart);
+    if (lineEnd === -1) return refusal(bytes, from, to, 400, 'control character in request head');
+    let valueEnd = lineEnd;
+    while (valueEnd > valueStart && (bytes[valueEnd - 1] === SP || bytes[valueEnd - 1] === HTAB)) valueEnd--;
 
-    const colon = head.indexOf(':', lineStart);
-    if (colon === -1 || colon >= contentEnd) return requestError(400, 'header line without colon');
-    const nameProblem = checkFieldName(head, lineStart, colon);
-    if (nameProblem !== null) return requestError(400, nameProblem);
-
-    const fieldName = head.slice(lineStart, colon).toLowerCase();
-    const value = trimOWS(head, colon + 1, contentEnd);
+    const fieldName = knownFieldName(bytes, lineStart, nameEnd) ?? head.slice(lineStart - from, nameEnd - from).toLowerCase();
+    const value = head.slice(valueStart - from, valueEnd - from);
     const earlier = headers.get(fieldName);
     headers.set(fieldName, earlier === undefined ? value : `${earlier}, ${value}`);
-    if (fieldName === 'host') hostLines += 1;
+    if (fieldName === 'host') {
+      hostLines += 1;
+      host = value;
+    }
+    lineStart = nextLine(bytes, lineEnd);
   }
 
   // RFC 9112 §3.2: a 1.1 request needs exactly one Host; no request may have two.
   if (hostLines > 1) return requestError(400, 'more than one Host header');
   if (requestLine.version === '1.1' && hostLines === 0) return requestError(400, 'missing Host header');
-  if (hostLines === 1 && !isValidHost(headers.get('host')!)) return requestError(400, 'invalid Host header');
+  if (hostLines === 1 && !isValidHost(host)) return requestError(400, 'invalid Host header');
 
   const connection = headers.get('connection');
   const keepAlive = requestLine.version === '1.1'
@@ -386,11 +428,100 @@ export function parseHead(head: string): ParsedRequest {
   };
 }
 
+/** The error to answer for the head bytes[from, to): a forbidden byte in it, else `reason`. */
+function refusal(bytes: Buffer, from: number, to: number, status: number, reason: string): RequestError {
+  if (hasForbiddenByte(bytes, from, to)) return requestError(400, 'control character in request head');
+  return requestError(status, reason);
+}
+
+/** Whether bytes[from, to) hold a byte no head may contain (see IS_TEXT_BYTE), or a bare CR. */
+function hasForbiddenByte(bytes: Buffer, from: number, to: number): boolean {
+  for (let at = from; at < to; at++) {
+    const byte = bytes[at]!;
+    if (IS_TEXT_BYTE[byte] === 1 || byte === LF) continue;
+    if (byte === CR && at + 1 < to && bytes[at + 1] === LF) continue;
+    return true;
+  }
+  return false;
+}
+
+// The field names this server reads, matched in the bytes without making a new
+// string: the Map then gets a key whose hash V8 computed once, at start. Any
+// other name becomes a lower-cased copy.
+const KNOWN_FIELD_NAMES: (string[] | undefined)[] = [];
+for (const name of ['host', 'connection', 'content-length', 'transfer-encoding', 'range', 'if-range', 'if-none-match', 'if-modified-since']) {
+  (KNOWN_FIELD_NAMES[name.length] ??= []).push(name);
+}
+const TO_LOWER = new Uint8Array(256).map((_, byte) => (byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte));
+
+function knownFieldName(bytes: Buffer, from: number, to: number): string | undefined {
+  const candidates = KNOWN_FIELD_NAMES[to - from];
+  if (candidates === undefined) return undefined;
+  for (const name of candidates) {
+    let index = 0;
+    while (index < name.length && TO_LOWER[bytes[from + index]!] === name.charCodeAt(index)) index++;
+    if (index === name.length) return name;
+  }
+  return undefined;
+}
+
+// Why a field line without "name:" is refused, checked in the order that names the
+// likeliest mistake.
+function fieldLineProblem(line: string): string {
+  // obs-fold: a line starting with whitespace continues the previous field.
+  // RFC 9112 §5.2 lets a server reject it with 400, which is the safe choice.
+  if (line.startsWith(' ') || line.startsWith('\t')) return 'obsolete line folding in header';
+  const colon = line.indexOf(':');
+  if (colon === -1) return 'header line without colon';
+  if (colon === 0) return 'header line without name';
+  // RFC 9112 §5.1: whitespace between name and colon MUST be rejected with 400;
+  // it has been used to smuggle requests past lenient proxies.
+  const name = line.slice(0, colon);
+  const nameBeforeSpace = name.replace(/[ \t]+$/, '');
+  if (nameBeforeSpace !== name && isToken(nameBeforeSpace)) return 'whitespace before colon in header';
+  return 'invalid header name';
+}
+
 interface RequestLine {
   kind: 'line';
   method: string;
   target: string;
   version: '1.0' | '1.1';
+}
+
+/**
+ * The request line as nearly every client writes it, read straight from the bytes
+ * bytes[from, lineEnd): a method, one space, an origin-form target ("/path?query")
+ * of visible ASCII, one space, "HTTP/1.1" or "HTTP/1.0". Anything else (an error,
+ * an absolute-form target, HTTP/1.2) returns null, and parseRequestLine, which
+ * knows the whole grammar and every error, reads the line instead. What this
+ * accepts, parseRequestLine would accept too, with the same result.
+ */
+function commonRequestLine(bytes: Buffer, from: number, lineEnd: number, head: string): RequestLine | null {
+  let at = from;
+  while (IS_TCHAR[bytes[at]!] === 1) at++;
+  const methodEnd = at;
+  if (methodEnd === from || bytes[at] !== SP || bytes[at + 1] !== SLASH) return null;
+  const targetStart = at + 1;
+  at = targetStart;
+  while (bytes[at]! > SP && bytes[at]! < 0x7f) at++; // visible ASCII
+  const targetEnd = at;
+  if (targetEnd - targetStart > MAX_TARGET_LENGTH || lineEnd - targetEnd !== ' HTTP/1.1'.length) return null;
+  let version: '1.0' | '1.1';
+  if (bytesEqual(bytes, targetEnd, ' HTTP/1.1')) version = '1.1';
+  else if (bytesEqual(bytes, targetEnd, ' HTTP/1.0')) version = '1.0';
+  else return null;
+  // The two methods a file server answers come as shared strings; others are copied out.
+  const method = bytesEqual(bytes, from, 'GET ') ? 'GET' : bytesEqual(bytes, from, 'HEAD ') ? 'HEAD' : head.slice(0, methodEnd - from);
+  return { kind: 'line', method, target: head.slice(targetStart - from, targetEnd - from), version };
+}
+
+/** Whether bytes[at, at + text.length) spell `text` (ASCII). */
+function bytesEqual(bytes: Buffer, at: number, text: string): boolean {
+  for (let index = 0; index < text.length; index++) {
+    if (bytes[at + index] !== text.charCodeAt(index)) return false;
+  }
+  return true;
 }
 
 // request-line = method SP request-target SP HTTP-version   (RFC 9112 §3)
@@ -484,26 +615,6 @@ function isValidHost(host: string): boolean {
     if (code >= 128 || IS_HOST_CHARACTER[code] === 0) return false;
   }
   return true;
-}
-
-// The slice [from, to) without a trailing CR.
-function withoutCR(text: string, from: number, to: number): string {
-  if (to > from && text.charCodeAt(to - 1) === 0x0d) to -= 1;
-  return text.slice(from, to);
-}
-
-// field-name = token (RFC 9110 §5.1), checked in place in text[from, to).
-function checkFieldName(text: string, from: number, to: number): string | null {
-  if (from === to) return 'header line without name';
-  for (let index = from; index < to; index++) {
-    const code = text.charCodeAt(index);
-    if (code < 128 && IS_TCHAR[code] === 1) continue;
-    // RFC 9112 §5.1: whitespace between name and colon MUST be rejected with
-    // 400; it has been used to smuggle requests past lenient proxies.
-    if ((code === 0x20 || code === 0x09) && text.slice(index, to).trim() === '') return 'whitespace before colon in header';
-    return 'invalid header name';
-  }
-  return null;
 }
 
 // Strip optional whitespace (SP / HTAB, RFC 9110 §5.6.3) around a field value

@@ -178,7 +178,7 @@ export class StaticSite {
   private readonly revalidateAfterMs: number;
   private readonly cacheFileLimit: number;
   private readonly cacheTotalLimit: number;
-  /** The site's clock (Date.now unless a test injects one); handleRequest reads it once per request. */
+  /** The site's clock (Date.now unless a test injects one); handleRequest reads it once per request, unless its caller passes the time. */
   readonly now: () => number;
 
   /** Raw URL path (percent-encoded, without query) → entry. */

@@ -148,6 +148,56 @@ test('held bytes survive a reused buffer across many small pushes', () => {
   assert.deepEqual(targets(results), ['/' + 'x'.repeat(3000), '/after']);
 });
 
+test('push(buffer, count) reads the first count bytes only, whatever the rest of the buffer holds', () => {
+  // The models recv() into one large buffer and pass the count: the bytes after it are
+  // left over from earlier recv()s, complete requests and empty lines among them.
+  const reader = new RequestReader();
+  const receiveBuffer = Buffer.alloc(256);
+  const stale = Buffer.from(get('/stale') + '\r\n\r\n'.repeat(20), 'latin1');
+  const fill = (text: string): number => {
+    stale.copy(receiveBuffer); // yesterday's bytes everywhere...
+    return receiveBuffer.write(text, 0, 'latin1'); // ...then today's at the front
+  };
+
+  reader.push(receiveBuffer, fill(get('/whole')));
+  assert.equal((reader.next() as HttpRequest).target, '/whole');
+  assert.equal(reader.next(), null);
+
+  // A head cut short: the LFs of the stale bytes after it must not complete it.
+  const split = get('/split');
+  reader.push(receiveBuffer, fill(split.slice(0, 20)));
+  assert.equal(reader.next(), null);
+  assert.equal(reader.bufferedBytes, 20);
+  reader.push(receiveBuffer, fill(split.slice(20) + get('/next').slice(0, 5)));
+  assert.equal((reader.next() as HttpRequest).target, '/split');
+  assert.equal(reader.next(), null);
+  assert.equal(reader.bufferedBytes, 5);
+  reader.push(receiveBuffer, fill(get('/next').slice(5)));
+  assert.equal((reader.next() as HttpRequest).target, '/next');
+  assert.equal(reader.next(), null);
+  assert.equal(reader.midRequest, false);
+});
+
+test('field names are matched whatever their case, known ones and others alike', () => {
+  const request = parseRequest(requestText(
+    'GET / HTTP/1.1',
+    'HOST: example.com',
+    'CONNECTION: Close',
+    'Content-LENGTH: 0',
+    'Hast: not host', // the length of a known name, but another name
+    'If-None-Match: "a"',
+    'if-none-match: "b"',
+  ));
+  assert.deepEqual([...request.headers], [
+    ['host', 'example.com'],
+    ['connection', 'Close'],
+    ['content-length', '0'],
+    ['hast', 'not host'],
+    ['if-none-match', '"a", "b"'],
+  ]);
+  assert.equal(request.keepAlive, false);
+});
+
 test('empty pushes are harmless', () => {
   const reader = new RequestReader();
   reader.push(Buffer.alloc(0));
