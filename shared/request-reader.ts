@@ -369,10 +369,17 @@ export function parseHead(bytes: Buffer, from: number, to: number): ParsedReques
 
   // Every refusal goes through refusal(), so that a forbidden byte anywhere in the
   // head is what the client hears about, wherever the walk happened to stop first.
-  const requestLineEnd = endOfLine(bytes, from);
-  if (requestLineEnd === -1) return refusal(bytes, from, to, 400, 'control character in request head');
-  const requestLine = commonRequestLine(bytes, from, requestLineEnd, head) ?? parseRequestLine(head.slice(0, requestLineEnd - from));
-  if (requestLine.kind === 'error') return refusal(bytes, from, to, requestLine.status, requestLine.reason);
+  let requestLine: RequestLine | RequestError | null = commonRequestLine(bytes, from, head);
+  let requestLineEnd: number;
+  if (requestLine !== null) {
+    // It was "method SP target SP HTTP/1.x", so its length is known.
+    requestLineEnd = from + requestLine.method.length + 1 + requestLine.target.length + VERSION_PART_LENGTH;
+  } else {
+    requestLineEnd = endOfLine(bytes, from);
+    if (requestLineEnd === -1) return refusal(bytes, from, to, 400, 'control character in request head');
+    requestLine = parseRequestLine(head.slice(0, requestLineEnd - from));
+    if (requestLine.kind === 'error') return refusal(bytes, from, to, requestLine.status, requestLine.reason);
+  }
 
   const headers = new Map<string, string>();
   let hostLines = 0;
@@ -489,15 +496,18 @@ interface RequestLine {
   version: '1.0' | '1.1';
 }
 
+/** " HTTP/1.1": what follows the target in the common request line. */
+const VERSION_PART_LENGTH = ' HTTP/1.1'.length;
+
 /**
  * The request line as nearly every client writes it, read straight from the bytes
- * bytes[from, lineEnd): a method, one space, an origin-form target ("/path?query")
- * of visible ASCII, one space, "HTTP/1.1" or "HTTP/1.0". Anything else (an error,
- * an absolute-form target, HTTP/1.2) returns null, and parseRequestLine, which
- * knows the whole grammar and every error, reads the line instead. What this
+ * at `from`: a method, one space, an origin-form target ("/path?query") of visible
+ * ASCII, one space, "HTTP/1.1" or "HTTP/1.0", and the line's end. Anything else (an
+ * error, an absolute-form target, HTTP/1.2) returns null, and parseRequestLine,
+ * which knows the whole grammar and every error, reads the line instead. What this
  * accepts, parseRequestLine would accept too, with the same result.
  */
-function commonRequestLine(bytes: Buffer, from: number, lineEnd: number, head: string): RequestLine | null {
+function commonRequestLine(bytes: Buffer, from: number, head: string): RequestLine | null {
   let at = from;
   while (IS_TCHAR[bytes[at]!] === 1) at++;
   const methodEnd = at;
@@ -506,11 +516,14 @@ function commonRequestLine(bytes: Buffer, from: number, lineEnd: number, head: s
   at = targetStart;
   while (bytes[at]! > SP && bytes[at]! < 0x7f) at++; // visible ASCII
   const targetEnd = at;
-  if (targetEnd - targetStart > MAX_TARGET_LENGTH || lineEnd - targetEnd !== ' HTTP/1.1'.length) return null;
+  if (targetEnd - targetStart > MAX_TARGET_LENGTH) return null;
   let version: '1.0' | '1.1';
   if (bytesEqual(bytes, targetEnd, ' HTTP/1.1')) version = '1.1';
   else if (bytesEqual(bytes, targetEnd, ' HTTP/1.0')) version = '1.0';
   else return null;
+  // (The head ends with LF, so having matched the version we are still inside it.)
+  const lineEnd = targetEnd + VERSION_PART_LENGTH;
+  if (bytes[lineEnd] !== LF && !(bytes[lineEnd] === CR && bytes[lineEnd + 1] === LF)) return null;
   // The two methods a file server answers come as shared strings; others are copied out.
   const method = bytesEqual(bytes, from, 'GET ') ? 'GET' : bytesEqual(bytes, from, 'HEAD ') ? 'HEAD' : head.slice(0, methodEnd - from);
   return { kind: 'line', method, target: head.slice(targetStart - from, targetEnd - from), version };
