@@ -379,7 +379,7 @@ function received(client: Client, result: number, flags: number): void {
       client.discarded += result; // sent after the request we answer last: thrown away
     } else if (!client.closing) {
       client.lastProgress = now;
-      client.reader.push(buffers.bytes(buffer, result));
+      client.reader.push(buffers.buffer(buffer), result); // the first `result` bytes of that buffer
       answerRequests(client);
       client.reader.detach();
     }

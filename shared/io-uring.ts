@@ -614,8 +614,10 @@ export class ProvidedBuffers {
   private readonly count: number;
   private readonly ringWords: Uint32Array;
   private readonly ringHalves: Uint16Array;
-  private readonly memory: Buffer; // every buffer, back to back
   private readonly memoryAddress: number;
+  // Buffer `id` as a Buffer, made once at start: a view per completion would cost an
+  // allocation on every receive.
+  private readonly views: Buffer[] = [];
   private tail = 0;
 
   constructor(ring: IoUring, group: number, count: number, bufferBytes: number) {
@@ -629,7 +631,8 @@ export class ProvidedBuffers {
     const ringBuffer = koffi.view(ringPointer, ringBytes);
     this.ringWords = new Uint32Array(ringBuffer);
     this.ringHalves = new Uint16Array(ringBuffer);
-    this.memory = Buffer.from(koffi.view(memoryPointer, count * bufferBytes));
+    const memory = Buffer.from(koffi.view(memoryPointer, count * bufferBytes)); // every buffer, back to back
+    for (let id = 0; id < count; id++) this.views.push(memory.subarray(id * bufferBytes, (id + 1) * bufferBytes));
     this.memoryAddress = addressOf(memoryPointer);
 
     // struct io_uring_buf_reg { u64 ring_addr; u32 ring_entries; u16 bgid; u16 flags; u64 resv[3] }
@@ -642,10 +645,12 @@ export class ProvidedBuffers {
     for (let id = 0; id < count; id++) this.giveBack(id);
   }
 
-  /** The bytes a completion delivered in buffer `id`: ours to read until giveBack(id). */
-  bytes(id: number, length: number): Buffer {
-    const start = id * this.bufferBytes;
-    return this.memory.subarray(start, start + length);
+  /**
+   * Buffer `id`, whole. A completion that used it delivered its first `result` bytes, ours
+   * to read until giveBack(id).
+   */
+  buffer(id: number): Buffer {
+    return this.views[id]!;
   }
 
   /** Return buffer `id` to the kernel: add it at the tail, then publish the new tail. */

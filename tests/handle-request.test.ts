@@ -470,6 +470,14 @@ test('a large file deleted after lookup answers 404 on GET', () => {
   assert.equal(answer(get('/doomed.bin')).status, 404);
 });
 
+test('a caller that has read the clock passes the time, and the clock is not read again', (t) => {
+  const passed = Date.UTC(2031, 5, 2, 8, 30, 0);
+  const clock = t.mock.method(Date, 'now', () => Date.UTC(2040, 0, 1));
+  const response = handleRequest(parseOne(get('/style.css')), site, passed);
+  assert.equal(clock.mock.callCount(), 0);
+  assert.equal(splitResponse(response.bytes).headers.get('date'), formatHttpDate(passed));
+});
+
 // ---------------------------------------------------------------------------
 // The prepared-response fast path
 

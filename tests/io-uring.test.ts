@@ -57,10 +57,10 @@ test('provided buffers are registered, handed out by id, and given back', { skip
   const ring = new IoUring(4, 8);
   try {
     const buffers = new ProvidedBuffers(ring, 7, 4, 1024);
-    const bytes = buffers.bytes(2, 5);
-    bytes.write('hello');
-    assert.equal(buffers.bytes(2, 5).toString(), 'hello');
-    assert.equal(buffers.bytes(3, 1024).length, 1024);
+    buffers.buffer(2).write('hello');
+    assert.equal(buffers.buffer(2).toString('latin1', 0, 5), 'hello');
+    assert.notEqual(buffers.buffer(3).toString('latin1', 0, 5), 'hello', 'each id has its own memory');
+    assert.equal(buffers.buffer(3).length, 1024);
     buffers.giveBack(2);
     assert.throws(() => new ProvidedBuffers(ring, 8, 3, 1024), RangeError);
     // The same group twice: the kernel says EEXIST, as an OSError.
