@@ -193,7 +193,9 @@ export class RequestReader {
   // The head ends with an empty line. Lines end with CRLF, or with a bare LF,
   // which RFC 9112 §2.2 allows a recipient to accept; so the end is an LF
   // followed by either LF or CR LF. We jump from LF to LF with the native
-  // Buffer#indexOf rather than looking at every byte in JavaScript.
+  // Buffer#indexOf rather than looking at every byte in JavaScript: unlike the
+  // walk in parseHead below, which must look at every byte anyway, this only
+  // looks for line ends, and a byte-by-byte loop measured slower here.
   // Returns the offset just after the empty line, or -1 if it has not arrived.
   private findHeadEnd(): number {
     const { data, start, end } = this;
