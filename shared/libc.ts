@@ -471,6 +471,8 @@ const EVENT_DATA_OFFSET = process.arch === 'x64' ? 4 : 8;
 export class Epoll {
   readonly fd: number;
   private readonly events: Buffer;
+  // The same memory as 32-bit words, to read the events out of (both fields are 4-aligned).
+  private readonly eventWords: Int32Array;
   private readonly maxEvents: number;
   private readonly request = Buffer.alloc(EVENT_SIZE);
 
@@ -478,6 +480,7 @@ export class Epoll {
     this.fd = check('epoll_create1', c.epoll_create1(EPOLL_CLOEXEC));
     this.maxEvents = maxEvents;
     this.events = Buffer.alloc(EVENT_SIZE * maxEvents);
+    this.eventWords = new Int32Array(this.events.buffer, this.events.byteOffset, this.events.length / 4);
   }
 
   private control(operation: number, name: string, fd: number, events: number): void {
@@ -513,9 +516,10 @@ export class Epoll {
       throw new OSError('epoll_wait', errno);
     }
     const ready = new Array<[number, number]>(count);
+    const words = this.eventWords;
     for (let i = 0; i < count; i++) {
-      const at = i * EVENT_SIZE;
-      ready[i] = [this.events.readInt32LE(at + EVENT_DATA_OFFSET), this.events.readUInt32LE(at)];
+      const at = (i * EVENT_SIZE) / 4;
+      ready[i] = [words[at + EVENT_DATA_OFFSET / 4]!, words[at]! >>> 0];
     }
     return ready;
   }
