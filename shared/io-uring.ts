@@ -646,8 +646,8 @@ export class ProvidedBuffers {
   }
 
   /**
-   * Buffer `id`, whole. A completion that used it delivered its first `result` bytes, ours
-   * to read until giveBack(id).
+   * Buffer `id`, whole. A receive completion that used it put its bytes at the start (as
+   * many as the completion's result says); they are ours to read until giveBack(id).
    */
   buffer(id: number): Buffer {
     return this.views[id]!;

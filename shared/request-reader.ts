@@ -218,7 +218,9 @@ export class RequestReader {
     return -1;
   }
 
-  // The offset of the first LF in data[position .. end), or -1.
+  // The offset of the first LF in data[position .. end), or -1. (Buffer#indexOf
+  // has no end: in a borrowed receive buffer it may look on into bytes left over
+  // from an earlier recv(), and what it finds there does not count.)
   private lineFeedFrom(position: number): number {
     const found = this.data.indexOf(LF, position);
     return found < this.end ? found : -1;
