@@ -22,8 +22,15 @@ export interface PairedRow {
   microsPerRequest: (number | null)[];
 }
 
-/** Median over the rounds where both answered of mine ÷ theirs, with each side's median; null when fewer than two such rounds. */
-export function pairedRatio(mine: PairedRow, theirs: PairedRow): { ratio: number; mine: number; theirs: number; rounds: number } | null {
+/**
+ * Median over the rounds where both answered of mine ÷ theirs, with each side's median and the
+ * lowest and highest ratio of a single round (how far one round alone could mislead); null
+ * when fewer than two such rounds.
+ */
+export function pairedRatio(
+  mine: PairedRow,
+  theirs: PairedRow,
+): { ratio: number; mine: number; theirs: number; rounds: number; lowest: number; highest: number } | null {
   const ratios: number[] = [];
   const mineValues: number[] = [];
   const theirValues: number[] = [];
@@ -35,7 +42,14 @@ export function pairedRatio(mine: PairedRow, theirs: PairedRow): { ratio: number
     theirValues.push(other);
   });
   if (ratios.length < 2) return null;
-  return { ratio: median(ratios), mine: median(mineValues), theirs: median(theirValues), rounds: ratios.length };
+  return {
+    ratio: median(ratios),
+    mine: median(mineValues),
+    theirs: median(theirValues),
+    rounds: ratios.length,
+    lowest: Math.min(...ratios),
+    highest: Math.max(...ratios),
+  };
 }
 
 function median(values: number[]): number {

@@ -304,7 +304,8 @@ export function checkTargets(report: BenchReport, language: Language = 'en'): Ta
     const theirTurns = pairedRow(reference);
     const paired = mineTurns && theirTurns ? pairedRatio(mineTurns, theirTurns) : null;
     if (paired !== null) {
-      const how = say(`median of ${paired.rounds} alternating rounds`, `交替测量 ${paired.rounds} 轮的中位数`);
+      const spread = `${times(paired.lowest)}–${times(paired.highest)}×`;
+      const how = say(`median of ${paired.rounds} alternating rounds, each ${spread}`, `交替测量 ${paired.rounds} 轮的中位数，各轮 ${spread}`);
       return { target, measured: `${times(paired.ratio)}× (${micros(paired.mine)} ${say('vs', '对')} ${micros(paired.theirs)} µs; ${how})`, met: paired.ratio <= maximum };
     }
     const mineRow = find(server, 'keepalive', HEADLINE_CONNECTIONS);

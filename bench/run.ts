@@ -85,7 +85,7 @@ function parseOptions(argv: string[]): Options {
       closeConnections: 10,
       bigFileConnections: 4,
       idleLevels: quick ? [1000] : [1000, 10_000],
-      pairedRounds: quick ? 2 : 5,
+      pairedRounds: quick ? 2 : 9,
       pairedSeconds: quick ? 1 : 2,
     },
     choices: {

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from './helpers/server.ts';
 import { rewriteMarked, updateReadmes } from '../bench/readme.ts';
+import { pairedRatio } from '../bench/paired.ts';
 import type { BenchReport } from '../bench/report.ts';
 
 const run = promisify(execFile);
@@ -46,6 +47,20 @@ const hasCommand = (command: string, args: string[]) => spawnSync(command, args,
 const HAS_NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', 'nginx'].some((binary) => hasCommand(binary, ['-v']));
 const HAS_CC = ['cc', 'gcc', 'clang'].some((compiler) => hasCommand(compiler, ['--version']));
 const NUMBER = /^\d[\d,]*(\.\d+)?$/;
+
+test('a paired target is the median of the rounds\' ratios, with the lowest and highest round beside it', () => {
+  // Round 3: 06 answered nothing, so that round counts for neither side.
+  const epoll = { server: '06-epoll', microsPerRequest: [8, 9, null, 7.5, 12] };
+  const ceiling = { server: 'c-ceiling', microsPerRequest: [6.4, 6, 6.5, 7.5, 8] };
+  const paired = pairedRatio(epoll, ceiling);
+  assert.ok(paired !== null);
+  assert.equal(paired.rounds, 4);
+  assert.equal(paired.ratio, (1.25 + 1.5) / 2, 'ratios 1.25, 1.5, 1, 1.5: their median');
+  assert.equal(paired.lowest, 1);
+  assert.equal(paired.highest, 1.5);
+  assert.equal(paired.mine, (8 + 9) / 2, 'each side\'s median over the same rounds');
+  assert.equal(pairedRatio({ server: '06-epoll', microsPerRequest: [8, null] }, ceiling), null, 'one round is not enough');
+});
 
 test('a tiny bench run writes a well-formed Markdown report and SVG chart', { timeout: 150_000 }, async () => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
@@ -86,7 +101,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     const coroutine = targets.rows.find((cells) => cells[0]!.startsWith('03-coroutine CPU/request ≤ 1× nginx with open_file_cache'));
     assert.ok(coroutine, `a target for 03 against nginx with open_file_cache:\n${targets.rows.join('\n')}`);
     // The two took turns under the same load (bench/paired.ts): the median of the rounds' ratios.
-    if (HAS_NGINX) assert.match(coroutine[1]!, /^\d+\.\d\d× \([\d.,]+ vs [\d.,]+ µs; median of 2 alternating rounds\)$/, `measured as a ratio of µs: ${coroutine.join(' | ')}`);
+    if (HAS_NGINX) assert.match(coroutine[1]!, /^\d+\.\d\d× \([\d.,]+ vs [\d.,]+ µs; median of 2 alternating rounds, each \d+\.\d\d–\d+\.\d\d×\)$/, `measured as a ratio of µs: ${coroutine.join(' | ')}`);
     for (const cells of targets.rows) assert.match(cells[2]!, /^[✓✗–]$/, `met, not met or not measured: ${cells.join(' | ')}`);
     assert.ok(targets.rows.some((cells) => cells[0]!.startsWith('06-epoll CPU/request ≤ 1.2× C ceiling')), 'a target for 06 against the C ceiling');
 

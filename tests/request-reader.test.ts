@@ -388,8 +388,13 @@ test('HTTP/1.1 needs exactly one Host; HTTP/1.0 may omit it', () => {
 });
 
 test('a Host value with characters no host name can hold is a 400', () => {
-  for (const host of ['a b', 'a/b', 'user@host', 'h\xe9']) {
+  for (const host of ['a b', 'a/b', 'user@host', 'h\xe9', 'a-long-host-name.example:8080/', 'a-long-host-name.exampl\xe9']) {
     assertError(parseOne(Buffer.from(requestText('GET / HTTP/1.1', `Host: ${host}`), 'latin1')), 400, 'invalid Host');
+  }
+  // The whitespace around a value is not part of it (and each case is checked on its own line).
+  for (const host of ['a-long-host-name.example:8080', '[2001:db8::1]:80', 'h']) {
+    const request = parseRequest(requestText('GET / HTTP/1.1', `Host: \t${host} \t`, 'X-After: a b/@'));
+    assert.equal(request.headers.get('host'), host);
   }
 });
 
