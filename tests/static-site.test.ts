@@ -16,7 +16,8 @@ import {
   statusForFsError,
 } from '../shared/static-site.ts';
 import type { SiteLookup } from '../shared/static-site.ts';
-import { BIG_FILE_SIZE, INDEX_HTML, createSiteFixture } from './helpers/fixtures.ts';
+import { BIG_FILE_SIZE, INDEX_HTML, createSiteFixture, parseRequest } from './helpers/fixtures.ts';
+import { handleRequest } from '../shared/handle-request.ts';
 import type { SiteFixture } from './helpers/fixtures.ts';
 
 let fixture: SiteFixture;
@@ -148,6 +149,25 @@ test('a changed file is noticed after revalidateAfterMs, even with the same size
   assert.equal(second.body?.toString(), 'version 2');
   assert.notEqual(second.etag, first.etag);
   assert.equal(site.cachedBytes, 'version 2'.length, 'the old body was released');
+});
+
+test('a file that shrinks while it is read into the cache is described by the bytes read, not by fstat', (t) => {
+  const { site } = siteWithClock();
+  scratch(t, 'shrinking.txt', 'x'.repeat(1000));
+  // The race, made certain: the first read gets 600 bytes, and then the file has ended.
+  const realRead = fs.readSync;
+  let reads = 0;
+  t.mock.method(fs, 'readSync', (fd: number, buffer: Buffer, offset: number, length: number, position: number) => {
+    reads += 1;
+    return reads === 1 ? realRead(fd, buffer, offset, Math.min(length, 600), position) : 0;
+  });
+  const found = asFile(site.lookup('/shrinking.txt'));
+  t.mock.restoreAll();
+  assert.equal(found.body?.length, 600);
+  assert.equal(found.size, 600, 'Content-Length and byte ranges are cut by the bytes held');
+  const response = handleRequest(parseRequest('GET /shrinking.txt HTTP/1.1\r\nHost: h\r\n\r\n'), site);
+  assert.match(response.bytes.toString('latin1'), /\r\nContent-Length: 600\r\n/);
+  assert.equal(response.bytes.length - response.bytes.indexOf('\r\n\r\n') - 4, 600, 'and the body is those 600 bytes');
 });
 
 test('an unchanged file keeps its entry (and its prepared responses) after revalidation', (t) => {
