@@ -31,6 +31,8 @@ export interface StartOptions {
   startTimeoutMs?: number;
   /** Where to run `npx tsx FILE` (default: the repository; the homework test uses a copy). */
   cwd?: string;
+  /** Words before `npx tsx FILE`: a command that runs it as another user (see unprivileged.ts). */
+  launcher?: string[];
 }
 
 export function isAlive(pid: number): boolean {
@@ -87,7 +89,7 @@ export async function startModel(t: TestContext | null, file: string, options: S
     nothrow: true,
     quiet: true,
     env: { ...process.env, ...options.env },
-  })`npx tsx ${file} --port 0 ${options.args ?? []}`;
+  })`${options.launcher ?? []} npx tsx ${file} --port 0 ${options.args ?? []}`;
   const record = (chunk: Buffer) => {
     output += chunk.toString();
     for (const notify of watchers) notify();
