@@ -4,7 +4,7 @@
  * for that request, one log line says why, and everything else is still served on the same
  * connection. (As root these run as nobody: see helpers/unprivileged.ts.)
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -20,7 +20,7 @@ const skip = 'skip' in unprivileged ? unprivileged.skip : false;
 const launcher = 'prefix' in unprivileged ? unprivileged.prefix : [];
 
 /** A folder that the unprivileged user may enter (mkdtemp makes it 0700), removed afterwards. */
-function openFolder(t: { after(fn: () => void): void }): string {
+function openFolder(t: TestContext): string {
   const folder = mkdtempSync(path.join(os.tmpdir(), 'permissions-'));
   chmodSync(folder, 0o755);
   t.after(() => rmSync(folder, { recursive: true, force: true }));
@@ -46,10 +46,9 @@ test('an unreadable file is a 403 with one log line, and the same connection goe
   const root = openFolder(t);
   writeFileSync(path.join(root, 'index.html'), 'home\n');
   writeFileSync(path.join(root, 'locked.html'), 'secret\n');
-  chmodSync(root, 0o755);
   chmodSync(path.join(root, 'locked.html'), 0o000);
 
-  const server = await startModel(t, '06-epoll.ts', { args: ['--root', root], launcher });
+  const server = await startModel(t, '03-coroutine.ts', { args: ['--root', root], launcher });
   const client = await RawClient.connect(server.port);
   t.after(() => client.close());
 
