@@ -271,11 +271,17 @@ test('dieWithParent: a child dies when its parent is killed outright', async () 
   assert.equal(await waitUntil(() => !isAlive(childPid), 5000), true, 'the child outlived its killed parent');
 });
 
-test('on a platform other than Linux, importing the libc layer exits with one clear line', async () => {
-  const pretendMac = "data:text/javascript,Object.defineProperty(process, 'platform', { value: 'darwin' })";
-  const result = await $({ cwd: REPO_ROOT, nothrow: true, quiet: true })`node --import ${pretendMac} --import tsx -e ${"import('./shared/libc.ts')"}`;
-  assert.equal(result.exitCode, 1);
-  const lines = result.stderr.trim().split('\n');
-  assert.equal(lines.length, 1);
-  assert.match(lines[0]!, /runs only on Linux \(this is darwin\)/);
-});
+for (const [platform, wayIn] of [
+  ['darwin', /: here, run it in a Linux container or virtual machine, as README\.md shows under "On Windows or macOS"; 03-coroutine\.ts runs anywhere Node does\.$/],
+  ['win32', /: on Windows, run it inside WSL 2 \(wsl --install\), as README\.md shows under "On Windows or macOS"; 03-coroutine\.ts runs anywhere Node does\.$/],
+] as const) {
+  test(`on ${platform}, importing the libc layer exits with one line that names the way in`, async () => {
+    const pretend = `data:text/javascript,Object.defineProperty(process, 'platform', { value: '${platform}' })`;
+    const result = await $({ cwd: REPO_ROOT, nothrow: true, quiet: true })`node --import ${pretend} --import tsx -e ${"import('./shared/libc.ts')"}`;
+    assert.equal(result.exitCode, 1);
+    const lines = result.stderr.trim().split('\n');
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, new RegExp(`runs only on Linux \\(this is ${platform}\\)`));
+    assert.match(lines[0]!, wayIn);
+  });
+}

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_PORT } from '../shared/cli.ts';
 import { REPO_ROOT } from './helpers/server.ts';
 
 const ENGLISH = 'README.md';
@@ -81,3 +82,27 @@ test('README.md and README.zh-CN.md name the same commands, flags and files', ()
     `add what is missing to the other README (in its language), or remove it from both`,
   );
 });
+
+/** The lines of every fenced block in a README, block by block. */
+function fencedBlocks(markdown: string): string[][] {
+  return [...markdown.matchAll(/^```[^\n]*\n([\s\S]*?)^```/gm)].map(([, body]) => body!.trim().split('\n'));
+}
+
+for (const readme of [ENGLISH, CHINESE]) {
+  test(`${readme}: the container way in types the quick start's own commands, and so does the dev container`, () => {
+    const blocks = fencedBlocks(readFileSync(path.join(REPO_ROOT, readme), 'utf8'));
+    const quickStart = blocks[0]!;
+    assert.deepEqual(quickStart, ['npm install', 'npx tsx 05-select.ts', 'npm test']);
+
+    const container = blocks.find((lines) => lines[0]!.startsWith('docker run'));
+    assert.ok(container, 'a fenced block that starts with docker run');
+    assert.match(container[0]!, new RegExp(`-p 127\\.0\\.0\\.1:${DEFAULT_PORT}:${DEFAULT_PORT} `));
+    // In the container: the quick start's lines, the server with --host 0.0.0.0 added.
+    assert.deepEqual(container.slice(1), ['npm install', 'npx tsx 05-select.ts --host 0.0.0.0']);
+
+    const jsonc = readFileSync(path.join(REPO_ROOT, '.devcontainer/devcontainer.json'), 'utf8');
+    const devcontainer = JSON.parse(jsonc.replace(/^\s*\/\/.*$/gm, '')) as { postCreateCommand: string; forwardPorts: number[] };
+    assert.ok(quickStart.includes(devcontainer.postCreateCommand), `postCreateCommand '${devcontainer.postCreateCommand}'`);
+    assert.deepEqual(devcontainer.forwardPorts, [DEFAULT_PORT]);
+  });
+}
