@@ -14,9 +14,28 @@ import { describeModel } from './helpers/model-suite.ts';
 import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { descriptorsFrom, lowestFreeFd, openFdCount } from './helpers/proc.ts';
 import { GET, RawClient, openIdleConnections, rawExchange } from './helpers/http-client.ts';
-import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
+import { REPO_ROOT, startModel, waitUntil, type RunningServer } from './helpers/server.ts';
 
 const WWW = path.join(REPO_ROOT, 'www');
+
+/** More connections than descriptor numbers below FD_SETSIZE. */
+const CROWD = 1100;
+
+/**
+ * Open CROWD idle connections to `model` and wait until each one is either held (its descriptor
+ * fits in an fd_set) or turned away with a 503. `before`: the server's descriptor count before.
+ */
+async function crowdPastTheLimit(model: RunningServer) {
+  const before = openFdCount(model.pid);
+  const crowd = await openIdleConnections(model.port, CROWD);
+  const turnedAway = () => crowd.filter((client) => client.pending.length > 0);
+  const settled = () => openFdCount(model.pid) - before + turnedAway().length >= CROWD;
+  if (!(await waitUntil(settled, 15_000))) {
+    for (const client of crowd) client.close();
+    assert.fail('the server took or refused every connection');
+  }
+  return { crowd, turnedAway, before };
+}
 
 describeModel('05-select.ts', {
   lessons({ server, site }) {
@@ -27,17 +46,11 @@ describeModel('05-select.ts', {
     test('past FD_SETSIZE (1024) a connection gets a 503 and is closed; the others are still served', async (t) => {
       // A server of its own, with an idle timeout long enough to hold the crowd through the test.
       const model = await startModel(t, '05-select.ts', { args: ['--root', site().root, '--idle-timeout', '120'] });
-      const before = openFdCount(model.pid);
-      const crowd = await openIdleConnections(model.port, 1100);
+      const { crowd, turnedAway, before } = await crowdPastTheLimit(model);
       try {
-        // Every connection is either held (its descriptor fits in an fd_set) or turned away.
-        const turnedAway = () => crowd.filter((client) => client.pending.length > 0);
-        const settled = () => openFdCount(model.pid) - before + turnedAway().length >= 1100;
-        assert.ok(await waitUntil(settled, 15_000), 'the server took or refused every connection');
-
         const refused = turnedAway();
         assert.ok(refused.length > 0, 'some connections got descriptors of 1024 or more');
-        assert.ok(refused.length < 1100 - 900, `${refused.length} refused: only those past the limit should be`);
+        assert.ok(refused.length < CROWD - 900, `${refused.length} refused: only those past the limit should be`);
         for (const client of refused) {
           const response = await client.readResponse();
           assert.equal(response.status, 503);
@@ -75,13 +88,8 @@ describeModel('05-select.ts', {
       assert.equal((await first.readResponse()).status, 200);
       assert.match(descriptorsFrom(model.pid, firstFd).get(firstFd) ?? '', /^socket:/, `the first client is on fd ${firstFd}`);
 
-      const before = openFdCount(model.pid);
-      const crowd = await openIdleConnections(model.port, 1100);
+      const { crowd, turnedAway } = await crowdPastTheLimit(model);
       try {
-        // Every connection is held or turned away, and every number below 1024 is taken.
-        const turnedAway = () => crowd.filter((client) => client.pending.length > 0);
-        const settled = () => openFdCount(model.pid) - before + turnedAway().length >= 1100;
-        assert.ok(await waitUntil(settled, 15_000), 'the server took or refused every connection');
         assert.ok(lowestFreeFd(model.pid) >= 1024, 'every descriptor number below 1024 is taken');
 
         // One of the earliest clients asks for the large file and reads nothing: the response keeps
