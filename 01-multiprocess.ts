@@ -15,10 +15,14 @@
  * hidden flag (`--connection-fd 3`) that says "you are the child: serve descriptor 3".
  *
  * The lesson of the section is one line of the parent: `new_socket.close()`. A started child
- * gets its own copy of the connection's descriptor. Both copies point at the same socket in
- * the kernel, and the connection really ends (FIN to the client) only once EVERY copy is
- * closed. A parent that forgot to close its copy would leak one descriptor per client and no
- * connection would ever finish: the client would wait for an end that never comes.
+ * gets its own copy of the connection's descriptor. Both copies refer to the same socket in
+ * the kernel, which counts them: close() drops one reference, and the FIN goes out when the
+ * last one is closed, or earlier, on shutdown(SHUT_WR), whatever other copies exist (the
+ * child's closeGently() below calls it). A parent that forgot its close would leak one
+ * descriptor per client (`ls -l /proc/PID/fd` of the parent grows), every finished
+ * connection would stay in the kernel (`ss -tn` lists them as CLOSE-WAIT), and a
+ * connection the child ends with a plain close (the idle timeout) would never send its FIN:
+ * that client would wait for an end that never comes.
  *
  * What to watch:
  *   - `ls -l /proc/PID/fd` of the parent: the listening socket and Node's own plumbing, never
@@ -28,9 +32,13 @@
  *   - `strace -f -e trace=accept4,clone,execve,recvfrom,sendto,sendfile,close -p PID`: the
  *     parent's accept4 and clone, then a child's execve, its blocking reads and sendfile.
  *
- * The price. A forked Python child shares its parent's memory pages and is ready at once: the
- * article's server answers a new client's first byte in ~3 ms, and each child adds ~12 MiB
- * of RSS, nearly all of it pages still shared with the parent (~1.5 MiB PSS). Node cannot fork
+ * The price. Up to Python 3.13, multiprocessing on Linux forks: the child shares its parent's
+ * memory pages and is ready at once. The article's server then answers a new client's first
+ * byte in ~3 ms, and each child adds ~12 MiB of RSS, nearly all of it pages still shared with
+ * the parent (~1.5 MiB PSS; measured with Python 3.11). Python 3.14 made `forkserver` the
+ * default start method on Linux: the child is forked from a server process started earlier,
+ * and the socket reaches it over a Unix socket (SCM_RIGHTS). It is still a second descriptor
+ * for the one socket, so the lesson stands; the ~3 ms and ~12 MiB are a fork's. Node cannot fork
  * a running program, so a Node child is a whole new runtime: the node binary, a JavaScript
  * engine, then this file and the shared core. Measured with Node 20 on the 2-core machine these
  * lessons were written on (busy with other work, so take the spread seriously):
@@ -138,8 +146,8 @@ async function serveWithProcessPerConnection(): Promise<void> {
 
     // THE line of this section. The child now holds its own copy of the descriptor; ours
     // must go, at once. If we kept it, the parent would run out of descriptors after a few
-    // thousand clients, and, worse, the connection would stay open after the child closes
-    // its copy: the kernel sends the client's FIN only when the last copy is closed.
+    // thousand clients, and, worse, the socket would outlive the child: a close() only drops
+    // one reference, and the kernel sends the FIN on the last one (or on a shutdown()).
     conn.close(); // new_socket.close()
   }
 }

@@ -16,9 +16,14 @@
  * Node needs no patching: its sockets never block. libuv runs epoll underneath and a Node
  * program is always "inside the event loop". What gevent hides, JavaScript spells out: an
  * `async function` is our coroutine, and every `await` is a place where it may be parked while
- * others run, exactly where a greenlet would switch. So below, `serveClient` is the article's
+ * others run, where a greenlet would be parked inside a patched recv() or send(). The analogy
+ * has limits. A greenlet has a stack of its own, so it can switch inside any patched call, at
+ * any depth, with no mark in the code; an async function can be parked only at its own
+ * `await`s. `gevent.spawn` only schedules a greenlet; an async function runs at once, up to its
+ * first `await`. And an `await` always suspends, even on a value that is already there (the
+ * function resumes in a later microtask). So below, `serveClient` is the article's
  * `handle_request`, written as one loop per connection, and calling it without waiting for it
- * is `gevent.spawn`.
+ * plays the part of `gevent.spawn`.
  *
  * What to watch:
  *   - `ps -T -p PID`: the same handful of Node threads whether 1 or 1000 clients are connected
@@ -316,8 +321,9 @@ function describeDrop(error: unknown): string {
 // The article loops `new_socket, client_addr = tcp_server_socket.accept()` and spawns a
 // greenlet per socket. In Node, libuv owns that loop: when epoll says the listening socket is
 // readable it calls accept() and hands us each new socket through the 'connection' callback.
-// Calling serveClient() without awaiting it is gevent.spawn(): it runs until its first
-// await, then the loop moves on.
+// Calling serveClient() without awaiting it plays the part of gevent.spawn(), except that
+// spawn() only schedules the greenlet: serveClient() runs at once, until its first await, and
+// then the loop moves on.
 // ---------------------------------------------------------------------------------------
 const server = net.createServer({ noDelay: true }, (socket) => {
   void serveClient(socket);

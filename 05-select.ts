@@ -10,29 +10,35 @@
  *
  * What to watch while it runs (PID is in the start line):
  *  - `strace -p PID -e trace=pselect6,accept4,recvfrom,sendto`: every select() call (glibc
- *    makes it the pselect6 system call) carries the whole list of sockets in, and the ready
- *    ones out, as bit sets.
+ *    makes it the pselect6 system call, on x86-64 and arm64 alike) carries the whole list of
+ *    sockets in, and the ready ones out, as bit sets.
  *  - `ls /proc/PID/fd | wc -l`: one descriptor per client. Open more than a thousand
  *    connections and watch the limit below at work (the log says so).
  *
  * select() is the step up from 04-nonblocking.ts: instead of calling recv() on every socket to
  * find out that most have nothing (EAGAIN), we hand the kernel the list in one call and sleep
  * until at least one socket is ready. The list is an fd_set: a row of 1024 bits, one per
- * descriptor number. It is rebuilt by us, copied into the kernel, checked socket by socket,
- * and copied back on every call, and we then scan it ourselves: the work grows with the number
- * of connections, busy or not (06-epoll.ts fixes that).
+ * descriptor number. We rebuild it before every call; the kernel copies in the bits below
+ * nfds (the highest descriptor we watch, plus one; a NULL set is not copied at all), checks
+ * socket by socket, and copies them back, and we then scan the answer ourselves: the work
+ * grows with the number of connections, busy or not (06-epoll.ts fixes that).
  *
- * And 1024 bits is all there is: select() cannot watch descriptor 1024 or higher (FD_SETSIZE).
- * The article's Python stops with "ValueError: filedescriptor out of range in select()" when the
- * 1021st client or so connects. Here such a client gets a short 503 answer and is closed, with
- * one log line, and everybody else is served as before.
+ * And 1024 bits is all there is. The kernel's select takes any nfds (select(2): "the Linux
+ * kernel imposes no fixed limit"), but glibc's fd_set is a fixed-size type of FD_SETSIZE =
+ * 1024 bits, and so are our FdSet (shared/libc.ts) and the sets Python's select module
+ * builds: a descriptor of 1024 or higher cannot be put in one. The article's Python stops
+ * with "ValueError: filedescriptor out of range in select()" when the 1021st client or so
+ * connects. Here such a client gets a short 503 answer and is closed, with one log line, and
+ * everybody else is served as before.
  *
  * Two things the article says that are not quite so. The limit is not "1024 concurrent clients"
- * but descriptor NUMBERS below 1024: every descriptor the process already holds counts (Node
- * itself holds some 25, so about 1,000 clients fit here), and a process with 1,100 files open
- * could not watch even one socket. And select is not faster than 04 "because it is a call into
- * the operating system" (recv() is one too): it is ONE call per pass instead of one per socket,
- * and it sleeps until something is ready instead of for a fixed time.
+ * but descriptor NUMBERS below 1024: every descriptor the process already holds takes a number
+ * (Node itself holds some 25, so about 1,000 clients fit here). What counts is each socket's own
+ * number: a new descriptor takes the lowest free one, so a socket opened early keeps a small
+ * number and can still be watched while the process holds descriptors above 1023
+ * (tests/05-select.test.ts checks it). And select is not faster than 04 "because it is a call
+ * into the operating system" (recv() is one too): it is ONE call per pass instead of one per
+ * socket, and it sleeps until something is ready instead of for a fixed time.
  */
 import { setImmediate } from 'node:timers/promises';
 import { FD_SETSIZE, FdSet, IPPROTO_TCP, SHUT_WR, Socket, TCP_NODELAY, formatAddress, isOSError, select, type Address } from './shared/libc.ts';

@@ -17,7 +17,9 @@
  *    That is the interest list, read out of the kernel: it is not in this program's memory.
  *  - `strace -p PID -e trace=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,sendfile`: each
  *    epoll_wait returns exactly the sockets that are ready, however many are connected. (recv
- *    and send show up as recvfrom and sendto; libuv's own waits are epoll_pwait.)
+ *    and send show up as recvfrom and sendto; libuv's own waits are epoll_pwait.) These are
+ *    x86-64's names: arm64 has no epoll_wait system call, and glibc's epoll_wait() makes an
+ *    epoll_pwait there, so trace epoll_pwait and tell ours from libuv's by the EPFD.
  *
  * The article's two figures, in a few words. 04 and 05 keep the list of sockets in the
  * program and ask about all of them on every pass: 04 calls recv() on each one, 05 hands the

@@ -34,8 +34,12 @@
  * kernel", is what io_uring really is. And completion covers what readiness cannot: files.
  * epoll_ctl refuses a regular file (EPERM), and select and poll report one always ready, even
  * when reading it waits for the disk; so 06's sendfile() can stall its one thread on a disk
- * read. Here the read is one more operation in the ring, which the kernel finishes on a worker
- * of its own when it has to wait.
+ * read. Here the read is one more operation in the ring, and our thread never waits for it:
+ * a buffered read whose pages are not in memory yet mostly completes through the page cache's
+ * asynchronous path (the kernel finishes it when the pages arrive); io-wq worker threads
+ * are the fallback, not the rule. (Serving a 64 MiB file that was not cached, on ext4 here:
+ * all its disk reads were issued from our own thread, none from the iou-wrk thread that
+ * showed up in `ps -T`; see read_bytes in /proc/PID/task/TID/io.)
  *
  * The price: the kernel writes into our memory whenever it likes, so every buffer has an owner
  * at each moment (see shared/io-uring.ts), and memory handed to the kernel may be reused only
