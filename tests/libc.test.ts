@@ -327,7 +327,9 @@ for (const [platform, wayIn] of [
 ] as const) {
   test(`on ${platform}, importing the libc layer exits with one line that names the way in`, async () => {
     const pretend = `data:text/javascript,Object.defineProperty(process, 'platform', { value: '${platform}' })`;
-    const result = await $({ cwd: REPO_ROOT, nothrow: true, quiet: true })`node --import ${pretend} --import tsx -e ${"import('./shared/libc.ts')"}`;
+    // TEMP: where os.tmpdir() looks on Windows (tsx keeps its cache there); unset, it is a relative path.
+    const env = { ...process.env, TEMP: os.tmpdir() };
+    const result = await $({ cwd: REPO_ROOT, env, nothrow: true, quiet: true })`node --import ${pretend} --import tsx -e ${"import('./shared/libc.ts')"}`;
     assert.equal(result.exitCode, 1);
     const lines = result.stderr.trim().split('\n');
     assert.equal(lines.length, 1);
