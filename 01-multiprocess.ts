@@ -160,6 +160,7 @@ function childArguments(thisFile: string, role: string[]): string[] {
     '--parent-pid', String(process.pid),
     '--root', options.root,
     '--idle-timeout', String(options.idleTimeoutMs / 1000),
+    '--request-timeout', String(options.requestTimeoutMs / 1000),
     ...(isVerbose() ? ['--verbose'] : []),
   ];
 }
@@ -280,12 +281,13 @@ function serveConnection(conn: Socket, address: Address, site: StaticSite): void
 function serveRequests(conn: Socket, client: string, outbox: Outbox, site: StaticSite): 'client closed' | 'we close' {
   const reader = new RequestReader();
   for (;;) {
-    const count = conn.recvInto(receiveBuffer); // recv_msg = new_socket.recv(1024): blocks
+    const count = receiveBeforeDeadline(conn, reader); // recv_msg = new_socket.recv(1024): blocks
     if (count === 0) return 'client closed';
 
     // One recv() may hold part of a request or several pipelined ones; the reader
-    // reassembles them and we answer each complete request in order.
-    reader.push(receiveBuffer, count);
+    // reassembles them and we answer each complete request in order. (No bytes but null: the
+    // request's deadline passed, and the reader's next() hands out its 408.)
+    if (count !== null) reader.push(receiveBuffer, count);
     for (let parsed = reader.next(); parsed !== null; parsed = reader.next()) {
       const response = handleRequest(parsed, site);
       if (response.status >= 400) log(`${client} ${response.status} ${response.reason}`);
@@ -295,6 +297,30 @@ function serveRequests(conn: Socket, client: string, outbox: Outbox, site: Stati
       outbox.push(response);
       sendEverything(conn, outbox);
       if (response.close) return 'we close';
+    }
+  }
+}
+
+/**
+ * A blocking recv() that keeps the request deadline. Between requests it waits as long as
+ * --idle-timeout allows (SO_RCVTIMEO, set for the whole connection). But any byte restarts that
+ * wait, so a client sending its request a byte at a time would hold this process forever: while
+ * a request is arriving, recv() may wait only for what is left of its --request-timeout, counted
+ * from its first byte. Returns the byte count (0: the client closed), or null once the deadline
+ * has passed and the reader has given up on the request (its next() then hands out a 408).
+ */
+function receiveBeforeDeadline(conn: Socket, reader: RequestReader): number | null {
+  for (;;) {
+    const left = reader.timeLeft(Date.now(), options.requestTimeoutMs);
+    if (left >= options.idleTimeoutMs) return conn.recvInto(receiveBuffer); // Infinity between requests
+    if (reader.expire(Date.now(), options.requestTimeoutMs)) return null;
+    conn.settimeout(left);
+    try {
+      return conn.recvInto(receiveBuffer);
+    } catch (error) {
+      if (!isOSError(error, 'EAGAIN')) throw error; // EAGAIN: time is up; expire() says so next round
+    } finally {
+      conn.settimeout(options.idleTimeoutMs);
     }
   }
 }

@@ -116,20 +116,21 @@ const now = () => performance.timeOrigin + performance.now();
  * `handle_request`: recv, answer every complete request, recv again, until the client hangs up.
  * Blocking is fine here: while this thread waits in recv(), the kernel runs the other threads.
  */
-function handleConnection(conn: Socket, who: string, site: StaticSite): void {
+function handleConnection(conn: Socket, who: string, site: StaticSite, options: ServerOptions): void {
   const reader = new RequestReader();
   const outbox = new Outbox();
   const received = Buffer.allocUnsafe(RECV_BYTES);
   try {
     for (;;) {
       // recv_msg = new_socket.recv(1024)
-      const count = conn.recvInto(received);
+      const count = receiveBeforeDeadline(conn, reader, received, options);
       if (count === 0) {
         debug(`${who} OffLine`); // the article's "recv null": the client closed its side
         return;
       }
       // TCP is a byte stream: this may be half a request or several. The reader reassembles.
-      reader.push(received, count);
+      // (No bytes but null: the request's deadline passed, and next() hands out its 408.)
+      if (count !== null) reader.push(received, count);
       for (let parsed = reader.next(); parsed !== null; parsed = reader.next()) {
         const response = handleRequest(parsed, site);
         if (response.status >= 400) log(`${who} ${response.status} ${response.reason ?? ''}`);
@@ -148,6 +149,30 @@ function handleConnection(conn: Socket, who: string, site: StaticSite): void {
     }
   } finally {
     outbox.discard(); // closes a file still being sent if the client vanished mid-download
+  }
+}
+
+/**
+ * A blocking recv() that keeps the request deadline. Between requests it waits as long as
+ * --idle-timeout allows (SO_RCVTIMEO, set for the whole connection). But any byte restarts that
+ * wait, so a client sending its request a byte at a time would hold this thread forever: while
+ * a request is arriving, recv() may wait only for what is left of its --request-timeout, counted
+ * from its first byte. Returns the byte count (0: the client closed), or null once the deadline
+ * has passed and the reader has given up on the request (its next() then hands out a 408).
+ */
+function receiveBeforeDeadline(conn: Socket, reader: RequestReader, into: Buffer, options: ServerOptions): number | null {
+  for (;;) {
+    const left = reader.timeLeft(Date.now(), options.requestTimeoutMs);
+    if (left >= options.idleTimeoutMs) return conn.recvInto(into); // Infinity between requests
+    if (reader.expire(Date.now(), options.requestTimeoutMs)) return null;
+    conn.settimeout(left);
+    try {
+      return conn.recvInto(into);
+    } catch (error) {
+      if (!isOSError(error, 'EAGAIN')) throw error; // EAGAIN: time is up; expire() says so next round
+    } finally {
+      conn.settimeout(options.idleTimeoutMs);
+    }
   }
 }
 
@@ -192,7 +217,7 @@ function serveJob(job: ConnectionJob, site: StaticSite, options: ServerOptions):
   try {
     // A silent client must not hold a thread forever: recv/send give up with EAGAIN.
     conn.settimeout(options.idleTimeoutMs);
-    handleConnection(conn, job.who, site);
+    handleConnection(conn, job.who, site, options);
   } catch (error) {
     // Whatever this one client did, only this connection ends: one line, then close.
     log(`${job.who} ${whyDropped(error, options.idleTimeoutMs)}`);
