@@ -64,6 +64,7 @@ import { childEnvironment, compiledCopyOf } from './shared/compiled-self.ts';
 
 const MODEL = '01-multiprocess';
 const FLAGS: ExtraFlag[] = [
+  { name: 'max-clients', valueName: 'N', help: 'at most N connections (processes) at once; more wait to be accepted', default: 100, min: 1, max: 10000 },
   { name: 'pool', valueName: 'N', help: 'prefork N worker processes instead of one per connection', default: 0, min: 0, max: 64 },
   // How a parent tells the copy of this file it starts what to do. Not for people.
   { name: 'connection-fd', valueName: 'FD', help: 'serve this connected socket, then exit', default: 0, min: 3, max: 1023, hidden: true },
@@ -112,6 +113,8 @@ async function serveWithProcessPerConnection(): Promise<void> {
 
   let pauseMs = FIRST_PAUSE_MS;
   for (;;) {
+    await roomForAnotherProcess(children);
+
     // Why acceptAsync() and not accept(): a blocking accept() on this thread would freeze
     // Node's event loop until the next client arrives. While frozen, no JavaScript signal
     // handler runs (Ctrl+C would do nothing) and no child's exit is collected (every child
@@ -142,6 +145,24 @@ async function serveWithProcessPerConnection(): Promise<void> {
     // its copy: the kernel sends the client's FIN only when the last copy is closed.
     conn.close(); // new_socket.close()
   }
+}
+
+// Waking the accept loop when it waits for a process to end (see roomForAnotherProcess).
+let processEnded: (() => void) | null = null;
+
+/**
+ * At most --max-clients processes at once. Each costs memory for as long as its client stays
+ * (see the header), and a crowd of clients that connect and say nothing would otherwise start
+ * processes until the machine runs out. At the cap the parent simply stops calling accept():
+ * new clients wait in the kernel's listen queue (their connect() has already succeeded) and
+ * are accepted as processes end. Nobody is refused, and no process is started for them.
+ */
+async function roomForAnotherProcess(children: Set<ChildProcess>): Promise<void> {
+  const cap = options.extra['max-clients']!;
+  if (children.size < cap) return;
+  log(`${children.size} connections, the --max-clients cap: new clients wait in the listen queue`);
+  while (children.size >= cap) await new Promise<void>((resolve) => (processEnded = resolve));
+  log('a connection ended: accepting again');
 }
 
 // The child is this very file, started again by the same node binary: not through tsx, whose
@@ -198,6 +219,7 @@ function startConnectionProcess(thisFile: string, conn: Socket, address: Address
   // Node collects every child that ends (waitpid), so none stays a zombie; we only forget it.
   child.on('exit', (code, signal) => {
     children.delete(child);
+    processEnded?.();
     // SIGINT is Ctrl+C, which reached the whole process group: no news.
     if (code !== 0 && signal !== 'SIGINT') log(`process ${child.pid} for ${client} ended by ${signal ?? `exit code ${code}`}`);
     else debug(`${client} OffLine: process ${child.pid} exited`);
