@@ -72,6 +72,7 @@ import { childEnvironment, compiledCopyOf } from './shared/compiled-self.ts';
 
 const MODEL = '01-multiprocess';
 const FLAGS: ExtraFlag[] = [
+  { name: 'max-clients', valueName: 'N', help: 'at most N connections (processes) at once; more wait to be accepted', default: 100, min: 1, max: 10000 },
   { name: 'pool', valueName: 'N', help: 'prefork N worker processes instead of one per connection', default: 0, min: 0, max: 64 },
   // How a parent tells the copy of this file it starts what to do. Not for people.
   { name: 'connection-fd', valueName: 'FD', help: 'serve this connected socket, then exit', default: 0, min: 3, max: 1023, hidden: true },
@@ -120,6 +121,8 @@ async function serveWithProcessPerConnection(): Promise<void> {
 
   let pauseMs = FIRST_PAUSE_MS;
   for (;;) {
+    await roomForAnotherProcess(children);
+
     // Why acceptAsync() and not accept(): a blocking accept() on this thread would freeze
     // Node's event loop until the next client arrives. While frozen, no JavaScript signal
     // handler runs (Ctrl+C would do nothing) and no child's exit is collected (every child
@@ -152,6 +155,24 @@ async function serveWithProcessPerConnection(): Promise<void> {
   }
 }
 
+// Waking the accept loop when it waits for a process to end (see roomForAnotherProcess).
+let processEnded: (() => void) | null = null;
+
+/**
+ * At most --max-clients processes at once. Each costs memory for as long as its client stays
+ * (see the header), and a crowd of clients that connect and say nothing would otherwise start
+ * processes until the machine runs out. At the cap the parent simply stops calling accept():
+ * new clients wait in the kernel's listen queue (their connect() has already succeeded) and
+ * are accepted as processes end. Nobody is refused, and no process is started for them.
+ */
+async function roomForAnotherProcess(children: Set<ChildProcess>): Promise<void> {
+  const cap = options.extra['max-clients']!;
+  if (children.size < cap) return;
+  log(`${children.size} connections, the --max-clients cap: new clients wait in the listen queue`);
+  while (children.size >= cap) await new Promise<void>((resolve) => (processEnded = resolve));
+  log('a connection ended: accepting again');
+}
+
 // The child is this very file, started again by the same node binary: not through tsx, whose
 // loader would cost every child a few hundred milliseconds and tens of MiB, but as the plain
 // JavaScript that tsx would make of it, compiled once when the server starts (see
@@ -168,6 +189,7 @@ function childArguments(thisFile: string, role: string[]): string[] {
     '--parent-pid', String(process.pid),
     '--root', options.root,
     '--idle-timeout', String(options.idleTimeoutMs / 1000),
+    '--request-timeout', String(options.requestTimeoutMs / 1000),
     ...(isVerbose() ? ['--verbose'] : []),
   ];
 }
@@ -205,6 +227,7 @@ function startConnectionProcess(thisFile: string, conn: Socket, address: Address
   // Node collects every child that ends (waitpid), so none stays a zombie; we only forget it.
   child.on('exit', (code, signal) => {
     children.delete(child);
+    processEnded?.();
     // SIGINT is Ctrl+C, which reached the whole process group: no news.
     if (code !== 0 && signal !== 'SIGINT') log(`process ${child.pid} for ${client} ended by ${signal ?? `exit code ${code}`}`);
     else debug(`${client} OffLine: process ${child.pid} exited`);
@@ -288,12 +311,13 @@ function serveConnection(conn: Socket, address: Address, site: StaticSite): void
 function serveRequests(conn: Socket, client: string, outbox: Outbox, site: StaticSite): 'client closed' | 'we close' {
   const reader = new RequestReader();
   for (;;) {
-    const count = conn.recvInto(receiveBuffer); // recv_msg = new_socket.recv(1024): blocks
+    const count = receiveBeforeDeadline(conn, reader); // recv_msg = new_socket.recv(1024): blocks
     if (count === 0) return 'client closed';
 
     // One recv() may hold part of a request or several pipelined ones; the reader
-    // reassembles them and we answer each complete request in order.
-    reader.push(receiveBuffer, count);
+    // reassembles them and we answer each complete request in order. (No bytes but null: the
+    // request's deadline passed, and the reader's next() hands out its 408.)
+    if (count !== null) reader.push(receiveBuffer, count);
     for (let parsed = reader.next(); parsed !== null; parsed = reader.next()) {
       const response = handleRequest(parsed, site);
       if (response.status >= 400) log(`${client} ${response.status} ${response.reason}`);
@@ -303,6 +327,30 @@ function serveRequests(conn: Socket, client: string, outbox: Outbox, site: Stati
       outbox.push(response);
       sendEverything(conn, outbox);
       if (response.close) return 'we close';
+    }
+  }
+}
+
+/**
+ * A blocking recv() that keeps the request deadline. Between requests it waits as long as
+ * --idle-timeout allows (SO_RCVTIMEO, set for the whole connection). But any byte restarts that
+ * wait, so a client sending its request a byte at a time would hold this process forever: while
+ * a request is arriving, recv() may wait only for what is left of its --request-timeout, counted
+ * from its first byte. Returns the byte count (0: the client closed), or null once the deadline
+ * has passed and the reader has given up on the request (its next() then hands out a 408).
+ */
+function receiveBeforeDeadline(conn: Socket, reader: RequestReader): number | null {
+  for (;;) {
+    const left = reader.timeLeft(Date.now(), options.requestTimeoutMs);
+    if (left >= options.idleTimeoutMs) return conn.recvInto(receiveBuffer); // Infinity between requests
+    if (reader.expire(Date.now(), options.requestTimeoutMs)) return null;
+    conn.settimeout(left);
+    try {
+      return conn.recvInto(receiveBuffer);
+    } catch (error) {
+      if (!isOSError(error, 'EAGAIN')) throw error; // EAGAIN: time is up; expire() says so next round
+    } finally {
+      conn.settimeout(options.idleTimeoutMs);
     }
   }
 }
