@@ -15,10 +15,14 @@
  * hidden flag (`--connection-fd 3`) that says "you are the child: serve descriptor 3".
  *
  * The lesson of the section is one line of the parent: `new_socket.close()`. A started child
- * gets its own copy of the connection's descriptor. Both copies point at the same socket in
- * the kernel, and the connection really ends (FIN to the client) only once EVERY copy is
- * closed. A parent that forgot to close its copy would leak one descriptor per client and no
- * connection would ever finish: the client would wait for an end that never comes.
+ * gets its own copy of the connection's descriptor. Both copies refer to the same socket in
+ * the kernel, which counts them: close() drops one reference, and the FIN goes out when the
+ * last one is closed, or earlier, on shutdown(SHUT_WR), whatever other copies exist (the
+ * child's closeGently() below calls it). A parent that forgot its close would leak one
+ * descriptor per client (`ls -l /proc/PID/fd` of the parent grows), every finished
+ * connection would stay in the kernel (`ss -tn` lists them as CLOSE-WAIT), and a
+ * connection the child ends with a plain close (the idle timeout) would never send its FIN:
+ * that client would wait for an end that never comes.
  *
  * What to watch:
  *   - `ls -l /proc/PID/fd` of the parent: the listening socket and Node's own plumbing, never
@@ -28,9 +32,13 @@
  *   - `strace -f -e trace=accept4,clone,execve,recvfrom,sendto,sendfile,close -p PID`: the
  *     parent's accept4 and clone, then a child's execve, its blocking reads and sendfile.
  *
- * The price. A forked Python child shares its parent's memory pages and is ready at once: the
- * article's server answers a new client's first byte in ~3 ms, and each child adds ~12 MiB
- * of RSS, nearly all of it pages still shared with the parent (~1.5 MiB PSS). Node cannot fork
+ * The price. Up to Python 3.13, multiprocessing on Linux forks: the child shares its parent's
+ * memory pages and is ready at once. The article's server then answers a new client's first
+ * byte in ~3 ms, and each child adds ~12 MiB of RSS, nearly all of it pages still shared with
+ * the parent (~1.5 MiB PSS; measured with Python 3.11). Python 3.14 made `forkserver` the
+ * default start method on Linux: the child is forked from a server process started earlier,
+ * and the socket reaches it over a Unix socket (SCM_RIGHTS). It is still a second descriptor
+ * for the one socket, so the lesson stands; the ~3 ms and ~12 MiB are a fork's. Node cannot fork
  * a running program, so a Node child is a whole new runtime: the node binary, a JavaScript
  * engine, then this file and the shared core. Measured with Node 20 on the 2-core machine these
  * lessons were written on (busy with other work, so take the spread seriously):
@@ -64,6 +72,7 @@ import { childEnvironment, compiledCopyOf } from './shared/compiled-self.ts';
 
 const MODEL = '01-multiprocess';
 const FLAGS: ExtraFlag[] = [
+  { name: 'max-clients', valueName: 'N', help: 'at most N connections (processes) at once; more wait to be accepted', default: 100, min: 1, max: 10000 },
   { name: 'pool', valueName: 'N', help: 'prefork N worker processes instead of one per connection', default: 0, min: 0, max: 64 },
   // How a parent tells the copy of this file it starts what to do. Not for people.
   { name: 'connection-fd', valueName: 'FD', help: 'serve this connected socket, then exit', default: 0, min: 3, max: 1023, hidden: true },
@@ -112,6 +121,8 @@ async function serveWithProcessPerConnection(): Promise<void> {
 
   let pauseMs = FIRST_PAUSE_MS;
   for (;;) {
+    await roomForAnotherProcess(children);
+
     // Why acceptAsync() and not accept(): a blocking accept() on this thread would freeze
     // Node's event loop until the next client arrives. While frozen, no JavaScript signal
     // handler runs (Ctrl+C would do nothing) and no child's exit is collected (every child
@@ -138,10 +149,28 @@ async function serveWithProcessPerConnection(): Promise<void> {
 
     // THE line of this section. The child now holds its own copy of the descriptor; ours
     // must go, at once. If we kept it, the parent would run out of descriptors after a few
-    // thousand clients, and, worse, the connection would stay open after the child closes
-    // its copy: the kernel sends the client's FIN only when the last copy is closed.
+    // thousand clients, and, worse, the socket would outlive the child: a close() only drops
+    // one reference, and the kernel sends the FIN on the last one (or on a shutdown()).
     conn.close(); // new_socket.close()
   }
+}
+
+// Waking the accept loop when it waits for a process to end (see roomForAnotherProcess).
+let processEnded: (() => void) | null = null;
+
+/**
+ * At most --max-clients processes at once. Each costs memory for as long as its client stays
+ * (see the header), and a crowd of clients that connect and say nothing would otherwise start
+ * processes until the machine runs out. At the cap the parent simply stops calling accept():
+ * new clients wait in the kernel's listen queue (their connect() has already succeeded) and
+ * are accepted as processes end. Nobody is refused, and no process is started for them.
+ */
+async function roomForAnotherProcess(children: Set<ChildProcess>): Promise<void> {
+  const cap = options.extra['max-clients']!;
+  if (children.size < cap) return;
+  log(`${children.size} connections, the --max-clients cap: new clients wait in the listen queue`);
+  while (children.size >= cap) await new Promise<void>((resolve) => (processEnded = resolve));
+  log('a connection ended: accepting again');
 }
 
 // The child is this very file, started again by the same node binary: not through tsx, whose
@@ -160,6 +189,7 @@ function childArguments(thisFile: string, role: string[]): string[] {
     '--parent-pid', String(process.pid),
     '--root', options.root,
     '--idle-timeout', String(options.idleTimeoutMs / 1000),
+    '--request-timeout', String(options.requestTimeoutMs / 1000),
     ...(isVerbose() ? ['--verbose'] : []),
   ];
 }
@@ -197,6 +227,7 @@ function startConnectionProcess(thisFile: string, conn: Socket, address: Address
   // Node collects every child that ends (waitpid), so none stays a zombie; we only forget it.
   child.on('exit', (code, signal) => {
     children.delete(child);
+    processEnded?.();
     // SIGINT is Ctrl+C, which reached the whole process group: no news.
     if (code !== 0 && signal !== 'SIGINT') log(`process ${child.pid} for ${client} ended by ${signal ?? `exit code ${code}`}`);
     else debug(`${client} OffLine: process ${child.pid} exited`);
@@ -280,12 +311,13 @@ function serveConnection(conn: Socket, address: Address, site: StaticSite): void
 function serveRequests(conn: Socket, client: string, outbox: Outbox, site: StaticSite): 'client closed' | 'we close' {
   const reader = new RequestReader();
   for (;;) {
-    const count = conn.recvInto(receiveBuffer); // recv_msg = new_socket.recv(1024): blocks
+    const count = receiveBeforeDeadline(conn, reader); // recv_msg = new_socket.recv(1024): blocks
     if (count === 0) return 'client closed';
 
     // One recv() may hold part of a request or several pipelined ones; the reader
-    // reassembles them and we answer each complete request in order.
-    reader.push(receiveBuffer, count);
+    // reassembles them and we answer each complete request in order. (No bytes but null: the
+    // request's deadline passed, and the reader's next() hands out its 408.)
+    if (count !== null) reader.push(receiveBuffer, count);
     for (let parsed = reader.next(); parsed !== null; parsed = reader.next()) {
       const response = handleRequest(parsed, site);
       if (response.status >= 400) log(`${client} ${response.status} ${response.reason}`);
@@ -295,6 +327,30 @@ function serveRequests(conn: Socket, client: string, outbox: Outbox, site: Stati
       outbox.push(response);
       sendEverything(conn, outbox);
       if (response.close) return 'we close';
+    }
+  }
+}
+
+/**
+ * A blocking recv() that keeps the request deadline. Between requests it waits as long as
+ * --idle-timeout allows (SO_RCVTIMEO, set for the whole connection). But any byte restarts that
+ * wait, so a client sending its request a byte at a time would hold this process forever: while
+ * a request is arriving, recv() may wait only for what is left of its --request-timeout, counted
+ * from its first byte. Returns the byte count (0: the client closed), or null once the deadline
+ * has passed and the reader has given up on the request (its next() then hands out a 408).
+ */
+function receiveBeforeDeadline(conn: Socket, reader: RequestReader): number | null {
+  for (;;) {
+    const left = reader.timeLeft(Date.now(), options.requestTimeoutMs);
+    if (left >= options.idleTimeoutMs) return conn.recvInto(receiveBuffer); // Infinity between requests
+    if (reader.expire(Date.now(), options.requestTimeoutMs)) return null;
+    conn.settimeout(left);
+    try {
+      return conn.recvInto(receiveBuffer);
+    } catch (error) {
+      if (!isOSError(error, 'EAGAIN')) throw error; // EAGAIN: time is up; expire() says so next round
+    } finally {
+      conn.settimeout(options.idleTimeoutMs);
     }
   }
 }

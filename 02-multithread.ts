@@ -13,7 +13,8 @@
  *     npx tsx 02-multithread.ts                # the article's version: a new thread per client
  *     npx tsx 02-multithread.ts --verbose      # OnLine/OffLine lines, with each thread's start-up time
  *     npx tsx 02-multithread.ts --pool 4       # 4 threads started up front (see the last section)
- *     flags: --port N --host H --root DIR --idle-timeout S --pool N --verbose --help
+ *     flags: --port N --host H --root DIR --idle-timeout S --request-timeout S --max-clients N
+ *            --pool N --verbose --help
  *
  * Watch it (PID is printed in the start line):
  *     ps -T -p PID                  one line per thread: one more per open connection
@@ -69,19 +70,26 @@ const POOL_FLAG: ExtraFlag = {
   max: 64,
 };
 
+/**
+ * At most this many connection threads at once. At ~10 MiB each, an unbounded number of them
+ * would let a crowd of idle clients exhaust the machine's memory; at the cap we simply stop
+ * calling accept(), and new clients wait in the kernel's listen queue until a thread ends.
+ */
+const MAX_CLIENTS_FLAG: ExtraFlag = {
+  name: 'max-clients',
+  valueName: 'N',
+  help: 'at most N connections (threads) at once; more wait to be accepted',
+  default: 100,
+  min: 1,
+  max: 10000,
+};
+
 /** How many bytes one recv() may return. The article reads 1024; bigger means fewer calls. */
 const RECV_BYTES = 64 * 1024;
 
 /** After our last response: how long and how much we keep reading before closing (see closeGently). */
 const LINGER_MS = 2000;
 const LINGER_LIMIT_BYTES = 64 * 1024;
-
-/**
- * At most this many connection threads at once. At ~10 MiB each, an unbounded number of them
- * would let a crowd of idle clients exhaust the machine's memory; past the limit we simply stop
- * calling accept(), and new clients wait in the kernel's listen queue until a thread ends.
- */
-const MAX_LIVE_THREADS = 100;
 
 /** What the main thread hands a worker: a descriptor NUMBER, valid in every thread of the process. */
 interface ConnectionJob {
@@ -116,20 +124,21 @@ const now = () => performance.timeOrigin + performance.now();
  * `handle_request`: recv, answer every complete request, recv again, until the client hangs up.
  * Blocking is fine here: while this thread waits in recv(), the kernel runs the other threads.
  */
-function handleConnection(conn: Socket, who: string, site: StaticSite): void {
+function handleConnection(conn: Socket, who: string, site: StaticSite, options: ServerOptions): void {
   const reader = new RequestReader();
   const outbox = new Outbox();
   const received = Buffer.allocUnsafe(RECV_BYTES);
   try {
     for (;;) {
       // recv_msg = new_socket.recv(1024)
-      const count = conn.recvInto(received);
+      const count = receiveBeforeDeadline(conn, reader, received, options);
       if (count === 0) {
         debug(`${who} OffLine`); // the article's "recv null": the client closed its side
         return;
       }
       // TCP is a byte stream: this may be half a request or several. The reader reassembles.
-      reader.push(received, count);
+      // (No bytes but null: the request's deadline passed, and next() hands out its 408.)
+      if (count !== null) reader.push(received, count);
       for (let parsed = reader.next(); parsed !== null; parsed = reader.next()) {
         const response = handleRequest(parsed, site);
         if (response.status >= 400) log(`${who} ${response.status} ${response.reason ?? ''}`);
@@ -148,6 +157,30 @@ function handleConnection(conn: Socket, who: string, site: StaticSite): void {
     }
   } finally {
     outbox.discard(); // closes a file still being sent if the client vanished mid-download
+  }
+}
+
+/**
+ * A blocking recv() that keeps the request deadline. Between requests it waits as long as
+ * --idle-timeout allows (SO_RCVTIMEO, set for the whole connection). But any byte restarts that
+ * wait, so a client sending its request a byte at a time would hold this thread forever: while
+ * a request is arriving, recv() may wait only for what is left of its --request-timeout, counted
+ * from its first byte. Returns the byte count (0: the client closed), or null once the deadline
+ * has passed and the reader has given up on the request (its next() then hands out a 408).
+ */
+function receiveBeforeDeadline(conn: Socket, reader: RequestReader, into: Buffer, options: ServerOptions): number | null {
+  for (;;) {
+    const left = reader.timeLeft(Date.now(), options.requestTimeoutMs);
+    if (left >= options.idleTimeoutMs) return conn.recvInto(into); // Infinity between requests
+    if (reader.expire(Date.now(), options.requestTimeoutMs)) return null;
+    conn.settimeout(left);
+    try {
+      return conn.recvInto(into);
+    } catch (error) {
+      if (!isOSError(error, 'EAGAIN')) throw error; // EAGAIN: time is up; expire() says so next round
+    } finally {
+      conn.settimeout(options.idleTimeoutMs);
+    }
   }
 }
 
@@ -192,7 +225,7 @@ function serveJob(job: ConnectionJob, site: StaticSite, options: ServerOptions):
   try {
     // A silent client must not hold a thread forever: recv/send give up with EAGAIN.
     conn.settimeout(options.idleTimeoutMs);
-    handleConnection(conn, job.who, site);
+    handleConnection(conn, job.who, site, options);
   } catch (error) {
     // Whatever this one client did, only this connection ends: one line, then close.
     log(`${job.who} ${whyDropped(error, options.idleTimeoutMs)}`);
@@ -231,7 +264,7 @@ const liveConnections = new Map<number, Worker>();
 let stopping = false;
 
 async function main(): Promise<void> {
-  const options = parseCommandLine(MODEL, SUMMARY, [POOL_FLAG]);
+  const options = parseCommandLine(MODEL, SUMMARY, [MAX_CLIENTS_FLAG, POOL_FLAG]);
 
   // socket(), setsockopt(SO_REUSEADDR), bind(), listen(128): as in the article.
   let server: Socket;
@@ -265,7 +298,7 @@ async function main(): Promise<void> {
   // finished workers.
   for (let pauseMs = 0; ; ) {
     if (pool) await pool.roomForMore();
-    else await roomForMoreThreads();
+    else await roomForMoreThreads(options.extra['max-clients']!);
 
     let accepted: [Socket, Address];
     try {
@@ -329,6 +362,7 @@ function startConnectionThread(conn: Socket, job: ConnectionJob, options: Server
     return Promise.resolve();
   }
   liveConnections.set(job.fd, worker);
+  connectionThreads += 1;
 
   return new Promise((started) => {
     // Who closes the descriptor? The worker, once it has said 'serving'. If it dies before that
@@ -349,6 +383,7 @@ function startConnectionThread(conn: Socket, job: ConnectionJob, options: Server
     worker.on('exit', () => {
       // The number may already belong to a newer connection if the worker closed it a moment ago.
       if (liveConnections.get(job.fd) === worker) liveConnections.delete(job.fd);
+      connectionThreads -= 1;
       threadEnded();
       if (!serving) refuse(conn, job.who, `its thread failed to start: ${describeError(failure)}`);
       else if (!closed) {
@@ -360,13 +395,21 @@ function startConnectionThread(conn: Socket, job: ConnectionJob, options: Server
   });
 }
 
-// Waiting for a thread to end when MAX_LIVE_THREADS are running (see its comment).
+// Waiting for a thread to end when --max-clients are running (see MAX_CLIENTS_FLAG). Nobody is
+// refused and no thread is started for the waiting clients: their connect() has succeeded, and
+// the kernel holds them in the listen queue until we accept again. One line each way.
+// (Threads are counted until their 'exit', not by liveConnections: a thread that has closed
+// its descriptor is still running for a moment, and the number may already serve a new client.)
+let connectionThreads = 0;
 let threadEndedSignal: (() => void) | null = null;
 
-async function roomForMoreThreads(): Promise<void> {
-  while (liveConnections.size >= MAX_LIVE_THREADS) {
+async function roomForMoreThreads(cap: number): Promise<void> {
+  if (connectionThreads < cap) return;
+  log(`${connectionThreads} connections, the --max-clients cap: new clients wait in the listen queue`);
+  while (connectionThreads >= cap) {
     await new Promise<void>((resolve) => (threadEndedSignal = resolve));
   }
+  log('a connection ended: accepting again');
 }
 
 function threadEnded(): void {

@@ -16,9 +16,14 @@
  * Node needs no patching: its sockets never block. libuv runs epoll underneath and a Node
  * program is always "inside the event loop". What gevent hides, JavaScript spells out: an
  * `async function` is our coroutine, and every `await` is a place where it may be parked while
- * others run, exactly where a greenlet would switch. So below, `serveClient` is the article's
+ * others run, where a greenlet would be parked inside a patched recv() or send(). The analogy
+ * has limits. A greenlet has a stack of its own, so it can switch inside any patched call, at
+ * any depth, with no mark in the code; an async function can be parked only at its own
+ * `await`s. `gevent.spawn` only schedules a greenlet; an async function runs at once, up to its
+ * first `await`. And an `await` always suspends, even on a value that is already there (the
+ * function resumes in a later microtask). So below, `serveClient` is the article's
  * `handle_request`, written as one loop per connection, and calling it without waiting for it
- * is `gevent.spawn`.
+ * plays the part of `gevent.spawn`.
  *
  * What to watch:
  *   - `ps -T -p PID`: the same handful of Node threads whether 1 or 1000 clients are connected
@@ -72,6 +77,8 @@ class IdleTimeout extends Error {
 const RECEIVED_LIMIT_BYTES = 64 * 1024;
 
 class CoroutineSocket {
+  /** Reassembles the client's requests; here, not in the coroutine, so that the sweep sees it too. */
+  readonly reader = new RequestReader();
   private waiting: (() => void) | null = null;
   /** Bytes that arrived and wait for the coroutine's next recv(), oldest first. */
   private readonly received: Buffer[] = [];
@@ -188,12 +195,17 @@ class CoroutineSocket {
   }
 
   /** Called by the sweep: end this connection if it has waited too long. */
-  checkIdle(now: number, idleTimeoutMs: number): void {
+  checkIdle(now: number, idleTimeoutMs: number, requestTimeoutMs: number): void {
     if (this.lingerUntil !== 0) {
       if (now >= this.lingerUntil) this.socket.destroy(); // closing gently: it had its chance
     } else if (now - this.lastProgress >= idleTimeoutMs) {
       this.failure ??= new IdleTimeout(idleTimeoutMs);
       this.socket.destroy();
+      this.wake();
+    } else if (this.reader.expire(now, requestTimeoutMs)) {
+      // The reader now hands out a 408. The coroutine is parked in recv(), waiting for the rest
+      // of that request: an empty read wakes it, and it answers the 408 like a 400, then closes.
+      this.received.push(Buffer.alloc(0));
       this.wake();
     }
   }
@@ -207,13 +219,15 @@ class CoroutineSocket {
 // on every read and every write: a cost on every request, to catch a rare case. Instead,
 // as 04-07 do, we note when bytes last moved and look at every connection once a second.
 // Reads and drained writes both count, so a client that receives a big file slowly is not idle.
+// A client that trickles its request a byte at a time is never idle, so the same look also
+// gives each request a deadline: --request-timeout seconds from its first byte, then a 408.
 // ---------------------------------------------------------------------------------------
 const live = new Set<CoroutineSocket>();
 const IDLE_SWEEP_EVERY_MS = 1000;
 
 setInterval(() => {
   const now = Date.now();
-  for (const conn of live) conn.checkIdle(now, options.idleTimeoutMs);
+  for (const conn of live) conn.checkIdle(now, options.idleTimeoutMs, options.requestTimeoutMs);
 }, IDLE_SWEEP_EVERY_MS).unref();
 
 // ---------------------------------------------------------------------------------------
@@ -241,7 +255,7 @@ async function serveClient(socket: net.Socket): Promise<void> {
 
 /** Answer requests until the client closes or a response says "Connection: close". */
 async function serveRequests(conn: CoroutineSocket, peer: string): Promise<void> {
-  const reader = new RequestReader();
+  const { reader } = conn;
   for (;;) {
     // Python: recv_msg = new_socket.recv(1024). The coroutine is parked here until bytes
     // arrive; meanwhile every other connection is being served.
@@ -316,8 +330,9 @@ function describeDrop(error: unknown): string {
 // The article loops `new_socket, client_addr = tcp_server_socket.accept()` and spawns a
 // greenlet per socket. In Node, libuv owns that loop: when epoll says the listening socket is
 // readable it calls accept() and hands us each new socket through the 'connection' callback.
-// Calling serveClient() without awaiting it is gevent.spawn(): it runs until its first
-// await, then the loop moves on.
+// Calling serveClient() without awaiting it plays the part of gevent.spawn(), except that
+// spawn() only schedules the greenlet: serveClient() runs at once, until its first await, and
+// then the loop moves on.
 // ---------------------------------------------------------------------------------------
 const server = net.createServer({ noDelay: true }, (socket) => {
   void serveClient(socket);

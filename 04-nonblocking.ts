@@ -7,7 +7,7 @@
  *     npx tsx 04-nonblocking.ts                    # then open http://127.0.0.1:7890/
  *     npx tsx 04-nonblocking.ts --verbose          # a summary of the polling every second
  *     npx tsx 04-nonblocking.ts --interval 500     # the article's half-second pause
- *     npx tsx 04-nonblocking.ts --help             # --port, --host, --root, --idle-timeout
+ *     npx tsx 04-nonblocking.ts --help             # --port, --host, --root, --idle-timeout, --request-timeout
  *
  * What to watch while it runs (PID is in the start line):
  *  - With --verbose, once per second: "last 1.0 s: 93 passes, 93 accept() EAGAIN, 186 recv()
@@ -386,6 +386,9 @@ function closeGently(client: Client): void {
 /**
  * A connection that moved no byte in either direction for --idle-timeout seconds is closed:
  * otherwise clients that connect and say nothing would pile up until descriptors run out.
+ * Sending a byte now and then resets that clock, so a request also has a deadline of its own:
+ * still incomplete --request-timeout seconds after its first byte, it is answered 408 and the
+ * connection closes. Else a client trickling its request would hold the connection forever.
  */
 function closeIdleClients(): void {
   for (const client of clients) {
@@ -394,6 +397,8 @@ function closeIdleClients(): void {
       if (now >= client.lingerUntil) dropClient(client, null); // closing gently: it had its chance
     } else if (now - client.lastProgress >= options.idleTimeoutMs) {
       dropClient(client, `idle for ${Math.round((now - client.lastProgress) / 1000)} s`);
+    } else if (client.reader.expire(now, options.requestTimeoutMs)) {
+      serveClient(client); // its reader now hands out the 408: answered, logged and closed like a 400
     }
   }
 }

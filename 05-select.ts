@@ -6,33 +6,39 @@
  *     npm install
  *     npx tsx 05-select.ts                # then open http://127.0.0.1:7890/
  *     npx tsx 05-select.ts --verbose      # also log every connection and request
- *     npx tsx 05-select.ts --help         # --port, --host, --root, --idle-timeout
+ *     npx tsx 05-select.ts --help         # --port, --host, --root, --idle-timeout, --request-timeout
  *
  * What to watch while it runs (PID is in the start line):
  *  - `strace -p PID -e trace=pselect6,accept4,recvfrom,sendto`: every select() call (glibc
- *    makes it the pselect6 system call) carries the whole list of sockets in, and the ready
- *    ones out, as bit sets.
+ *    makes it the pselect6 system call, on x86-64 and arm64 alike) carries the whole list of
+ *    sockets in, and the ready ones out, as bit sets.
  *  - `ls /proc/PID/fd | wc -l`: one descriptor per client. Open more than a thousand
  *    connections and watch the limit below at work (the log says so).
  *
  * select() is the step up from 04-nonblocking.ts: instead of calling recv() on every socket to
  * find out that most have nothing (EAGAIN), we hand the kernel the list in one call and sleep
  * until at least one socket is ready. The list is an fd_set: a row of 1024 bits, one per
- * descriptor number. It is rebuilt by us, copied into the kernel, checked socket by socket,
- * and copied back on every call, and we then scan it ourselves: the work grows with the number
- * of connections, busy or not (06-epoll.ts fixes that).
+ * descriptor number. We rebuild it before every call; the kernel copies in the bits below
+ * nfds (the highest descriptor we watch, plus one; a NULL set is not copied at all), checks
+ * socket by socket, and copies them back, and we then scan the answer ourselves: the work
+ * grows with the number of connections, busy or not (06-epoll.ts fixes that).
  *
- * And 1024 bits is all there is: select() cannot watch descriptor 1024 or higher (FD_SETSIZE).
- * The article's Python stops with "ValueError: filedescriptor out of range in select()" when the
- * 1021st client or so connects. Here such a client gets a short 503 answer and is closed, with
- * one log line, and everybody else is served as before.
+ * And 1024 bits is all there is. The kernel's select takes any nfds (select(2): "the Linux
+ * kernel imposes no fixed limit"), but glibc's fd_set is a fixed-size type of FD_SETSIZE =
+ * 1024 bits, and so are our FdSet (shared/libc.ts) and the sets Python's select module
+ * builds: a descriptor of 1024 or higher cannot be put in one. The article's Python stops
+ * with "ValueError: filedescriptor out of range in select()" when the 1021st client or so
+ * connects. Here such a client gets a short 503 answer and is closed, with one log line, and
+ * everybody else is served as before.
  *
  * Two things the article says that are not quite so. The limit is not "1024 concurrent clients"
- * but descriptor NUMBERS below 1024: every descriptor the process already holds counts (Node
- * itself holds some 25, so about 1,000 clients fit here), and a process with 1,100 files open
- * could not watch even one socket. And select is not faster than 04 "because it is a call into
- * the operating system" (recv() is one too): it is ONE call per pass instead of one per socket,
- * and it sleeps until something is ready instead of for a fixed time.
+ * but descriptor NUMBERS below 1024: every descriptor the process already holds takes a number
+ * (Node itself holds some 25, so about 1,000 clients fit here). What counts is each socket's own
+ * number: a new descriptor takes the lowest free one, so a socket opened early keeps a small
+ * number and can still be watched while the process holds descriptors above 1023
+ * (tests/05-select.test.ts checks it). And select is not faster than 04 "because it is a call
+ * into the operating system" (recv() is one too): it is ONE call per pass instead of one per
+ * socket, and it sleeps until something is ready instead of for a fixed time.
  */
 import { setImmediate } from 'node:timers/promises';
 import { FD_SETSIZE, FdSet, IPPROTO_TCP, SHUT_WR, Socket, TCP_NODELAY, formatAddress, isOSError, select, type Address } from './shared/libc.ts';
@@ -178,10 +184,14 @@ function fillSets(readable: FdSet, writable: FdSet): number {
   return highestFd;
 }
 
-/** How long select may sleep: at most LONGEST_WAIT_MS, less if accepting resumes sooner. */
+/**
+ * How long select may sleep: at most LONGEST_WAIT_MS, less if the sweep is due sooner (so that it
+ * runs once a second, not up to half a second late) or accepting resumes sooner.
+ */
 function waitBudgetMs(): number {
-  if (acceptPausedUntil === 0) return LONGEST_WAIT_MS;
-  return Math.max(0, Math.min(LONGEST_WAIT_MS, acceptPausedUntil - Date.now()));
+  const nextSweep = lastIdleSweep + IDLE_SWEEP_EVERY_MS;
+  const wakeAt = acceptPausedUntil === 0 ? nextSweep : Math.min(nextSweep, acceptPausedUntil);
+  return Math.max(0, Math.min(LONGEST_WAIT_MS, wakeAt - Date.now()));
 }
 
 /** Work driven by the clock rather than by sockets. */
@@ -434,6 +444,9 @@ function closeGently(client: Client): void {
 /**
  * A connection that moved no byte in either direction for --idle-timeout seconds is closed:
  * otherwise clients that connect and say nothing would pile up until descriptors run out.
+ * Sending a byte now and then resets that clock, so a request also has a deadline of its own:
+ * still incomplete --request-timeout seconds after its first byte, it is answered 408 and the
+ * connection closes. Else a client trickling its request would hold the connection forever.
  */
 function closeIdleClients(): void {
   for (const client of clients) {
@@ -442,6 +455,8 @@ function closeIdleClients(): void {
       if (now >= client.lingerUntil) dropClient(client, null); // closing gently: it had its chance
     } else if (now - client.lastProgress >= options.idleTimeoutMs) {
       dropClient(client, `idle for ${Math.round((now - client.lastProgress) / 1000)} s`);
+    } else if (client.reader.expire(now, options.requestTimeoutMs)) {
+      serveClient(client, false); // its reader now hands out the 408: answered, logged and closed like a 400
     }
   }
 }

@@ -6,7 +6,7 @@
  *     npm install
  *     npx tsx 06-epoll.ts                 # then open http://127.0.0.1:7890/
  *     npx tsx 06-epoll.ts --verbose       # also log every connection and request
- *     npx tsx 06-epoll.ts --help          # --port, --host, --root, --idle-timeout
+ *     npx tsx 06-epoll.ts --help          # --port, --host, --root, --idle-timeout, --request-timeout
  *
  * What to watch while it runs (PID is in the start line):
  *  - `ls -l /proc/PID/fd`: every client is a `socket:[...]`, and there are several
@@ -17,7 +17,9 @@
  *    That is the interest list, read out of the kernel: it is not in this program's memory.
  *  - `strace -p PID -e trace=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,sendfile`: each
  *    epoll_wait returns exactly the sockets that are ready, however many are connected. (recv
- *    and send show up as recvfrom and sendto; libuv's own waits are epoll_pwait.)
+ *    and send show up as recvfrom and sendto; libuv's own waits are epoll_pwait.) These are
+ *    x86-64's names: arm64 has no epoll_wait system call, and glibc's epoll_wait() makes an
+ *    epoll_pwait there, so trace epoll_pwait and tell ours from libuv's by the EPFD.
  *
  * The article's two figures, in a few words. 04 and 05 keep the list of sockets in the
  * program and ask about all of them on every pass: 04 calls recv() on each one, 05 hands the
@@ -175,10 +177,14 @@ async function serveForever(): Promise<never> {
   }
 }
 
-/** How long epoll_wait may sleep: at most LONGEST_WAIT_MS, less if accepting resumes sooner. */
+/**
+ * How long epoll_wait may sleep: at most LONGEST_WAIT_MS, less if the sweep is due sooner (so that it
+ * runs once a second, not up to half a second late) or accepting resumes sooner.
+ */
 function waitBudgetMs(): number {
-  if (acceptPausedUntil === 0) return LONGEST_WAIT_MS;
-  return Math.max(0, Math.min(LONGEST_WAIT_MS, acceptPausedUntil - Date.now()));
+  const nextSweep = lastIdleSweep + IDLE_SWEEP_EVERY_MS;
+  const wakeAt = acceptPausedUntil === 0 ? nextSweep : Math.min(nextSweep, acceptPausedUntil);
+  return Math.max(0, Math.min(LONGEST_WAIT_MS, wakeAt - Date.now()));
 }
 
 /** Work driven by the clock rather than by events. */
@@ -441,6 +447,9 @@ function closeGently(client: Client): void {
 /**
  * A connection that moved no byte in either direction for --idle-timeout seconds is closed:
  * otherwise clients that connect and say nothing would pile up until descriptors run out.
+ * Sending a byte now and then resets that clock, so a request also has a deadline of its own:
+ * still incomplete --request-timeout seconds after its first byte, it is answered 408 and the
+ * connection closes. Else a client trickling its request would hold the connection forever.
  */
 function closeIdleClients(): void {
   for (const client of clients) {
@@ -449,6 +458,8 @@ function closeIdleClients(): void {
       if (now >= client.lingerUntil) dropClient(client, null); // closing gently: it had its chance
     } else if (now - client.lastProgress >= options.idleTimeoutMs) {
       dropClient(client, `idle for ${Math.round((now - client.lastProgress) / 1000)} s`);
+    } else if (client.reader.expire(now, options.requestTimeoutMs)) {
+      serveClient(client, 0); // its reader now hands out the 408: answered, logged and closed like a 400
     }
   }
 }

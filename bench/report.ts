@@ -260,7 +260,7 @@ function modelIdIn(servers: { id: string; kind: string }[], number: string): str
 
 /** The CPU targets (issue 10), against the C ceiling and nginx with open_file_cache; 07's once it takes part. */
 export function cpuTargets(servers: { id: string; kind: string }[]): CpuTarget[] {
-  const ceiling = { en: 'C ceiling', zh: 'C 上限' };
+  const ceiling = { en: 'C ceiling', zh: 'C 基准' };
   const epoll = modelIdIn(servers, '06');
   const targets: CpuTarget[] = [
     { server: epoll, reference: 'c-ceiling', maximum: 1.2, referenceName: ceiling },

@@ -1,7 +1,7 @@
 /**
  * shared/cli.ts: the command line every model shares, and the start and stop of a server.
  *
- *   npx tsx 05-select.ts [--port N] [--host H] [--root DIR] [--idle-timeout S] [--verbose]
+ *   npx tsx 05-select.ts [--port N] [--host H] [--root DIR] [--idle-timeout S] [--request-timeout S] [--verbose]
  *
  * The article binds to all interfaces on port 7890 (or 8080). We keep 7890 for every model but
  * listen on 127.0.0.1 unless asked otherwise: a teaching server should not be reachable from
@@ -18,6 +18,12 @@ export const DEFAULT_PORT = 7890;
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_ROOT = fileURLToPath(new URL('../www/', import.meta.url));
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
+/**
+ * How long a request may take to arrive, from its first byte: nginx's client_header_timeout and
+ * Node's headersTimeout are 60 s too. Long enough for a person typing a request into `nc` by
+ * hand; a client trickling a byte at a time holds a connection no longer than this.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_SECONDS = 60;
 
 /** A whole-number flag that only some models have, such as `--interval MS` or `--pool N`. */
 export interface ExtraFlag {
@@ -37,6 +43,8 @@ export interface ServerOptions {
   port: number;
   root: string;
   idleTimeoutMs: number;
+  /** A request (head and body) must arrive within this of its first byte, or it gets a 408. */
+  requestTimeoutMs: number;
   verbose: boolean;
   /** Values of the model's own ExtraFlags, by name. */
   extra: Record<string, number>;
@@ -66,6 +74,7 @@ export function parseArguments(
         host: { type: 'string' },
         root: { type: 'string' },
         'idle-timeout': { type: 'string' },
+        'request-timeout': { type: 'string' },
         verbose: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...Object.fromEntries(extraFlags.map((flag) => [flag.name, { type: 'string' as const }])),
@@ -90,6 +99,8 @@ export function parseArguments(
     root: parseRoot(values.root as string | undefined, defaultRoot),
     idleTimeoutMs:
       1000 * parseWholeNumber('--idle-timeout', values['idle-timeout'] as string | undefined, DEFAULT_IDLE_TIMEOUT_SECONDS, 1, 86400),
+    requestTimeoutMs:
+      1000 * parseWholeNumber('--request-timeout', values['request-timeout'] as string | undefined, DEFAULT_REQUEST_TIMEOUT_SECONDS, 1, 86400),
     verbose: values.verbose === true,
     extra,
   };
@@ -139,20 +150,20 @@ function isReadableFolder(folder: string): boolean {
 }
 
 export function usage(model: string, summary: string, extraFlags: ExtraFlag[] = []): string {
-  const lines = [
-    `${model}: ${summary}`,
-    '',
-    `usage: npx tsx ${model}.ts [options]`,
-    '',
-    `  --port N            port to listen on (default ${DEFAULT_PORT}; 0 picks any free port)`,
-    `  --host H            address to listen on (default ${DEFAULT_HOST}; 0.0.0.0 for every interface)`,
-    `  --root DIR          folder to serve (default www/ of this repository)`,
-    `  --idle-timeout S    close a connection that sends nothing for S seconds (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})`,
+  const flags: [string, string][] = [
+    ['--port N', `port to listen on (default ${DEFAULT_PORT}; 0 picks any free port)`],
+    ['--host H', `address to listen on (default ${DEFAULT_HOST}; 0.0.0.0 for every interface)`],
+    ['--root DIR', 'folder to serve (default www/ of this repository)'],
+    ['--idle-timeout S', `close a connection that sends nothing for S seconds (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})`],
+    ['--request-timeout S', `408 and close if a request is not all there S seconds after its first byte (default ${DEFAULT_REQUEST_TIMEOUT_SECONDS})`],
   ];
   for (const flag of extraFlags) {
-    if (!flag.hidden) lines.push(`  --${`${flag.name} ${flag.valueName}`.padEnd(18)}${flag.help} (default ${flag.default})`);
+    if (!flag.hidden) flags.push([`--${flag.name} ${flag.valueName}`, `${flag.help} (default ${flag.default})`]);
   }
-  lines.push('  --verbose           log every connection and request', '  --help              show this help', '');
+  flags.push(['--verbose', 'log every connection and request'], ['--help', 'show this help']);
+  const lines = [`${model}: ${summary}`, '', `usage: npx tsx ${model}.ts [options]`, ''];
+  for (const [flag, meaning] of flags) lines.push(`  ${flag.padEnd(21)}${meaning}`);
+  lines.push('');
   return lines.join('\n');
 }
 

@@ -57,6 +57,7 @@ const STATUS_TEXT: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  408: 'Request Timeout',
   411: 'Length Required',
   413: 'Content Too Large', // RFC 9110 §15.5.14 (was "Payload Too Large")
   414: 'URI Too Long',

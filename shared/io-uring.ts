@@ -452,7 +452,8 @@ export class IoUring {
    * pread(2): `length` bytes of a file at `offset` into `address` (pinned memory). epoll cannot
    * wait for a file (epoll_ctl refuses a regular file with EPERM; select and poll report it
    * always ready, even when the read will wait for the disk); io_uring
-   * runs the read itself, on a kernel worker if it must block. `flags` = IOSQE_IO_LINK makes
+   * runs the read itself, without our thread waiting for it (through the page cache's
+   * asynchronous path as a rule, on an io-wq worker thread as a fallback). `flags` = IOSQE_IO_LINK makes
    * the next SQE (a send of those bytes) start only after the read succeeded in full.
    */
   prepareRead(fd: number, address: number, length: number, offset: number, userData: number, flags = 0): void {

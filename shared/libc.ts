@@ -404,8 +404,9 @@ export function closeFd(fd: number): void {
 // ---------------------------------------------------------------------------------------
 
 /**
- * An fd_set: 1024 bits, one per descriptor number, which is why select() cannot watch a
- * descriptor of 1024 or more (FD_SETSIZE). Bit n lives in byte n/8 on little-endian Linux.
+ * An fd_set as glibc defines it: a fixed 1024 bits (FD_SETSIZE), one per descriptor number,
+ * which is why a descriptor of 1024 or more cannot be watched with one. The limit is this
+ * type's: the kernel's select takes any nfds. Bit n lives in byte n/8 on little-endian Linux.
  */
 export class FdSet {
   readonly bits = Buffer.alloc(FD_SETSIZE / 8);

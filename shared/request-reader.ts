@@ -14,7 +14,8 @@
 //
 // A framing error leaves the byte stream in an unknown state (where would the
 // next request start?), so after a RequestError the reader is finished and the
-// connection must be closed once the error response is sent.
+// connection must be closed once the error response is sent. So does a request
+// that is still incomplete when its deadline passes (expire(): a 408).
 
 export interface HttpRequest {
   kind: 'request';
@@ -31,7 +32,7 @@ export interface HttpRequest {
 
 export interface RequestError {
   kind: 'error';
-  /** 400, 411, 413, 414, 431, 501, 505 ... */
+  /** 400, 408, 411, 413, 414, 431, 501, 505 ... */
   status: number;
   /** Short human reason, used in the response body and in one log line. */
   reason: string;
@@ -78,6 +79,13 @@ export class RequestReader {
 
   private finished = false;
 
+  // When the request now arriving was first seen incomplete (Date.now(), ms), or 0 when none
+  // is: the start of its deadline (see expire()). The clock is read only then, not for the
+  // requests that arrive whole in one recv(), which are nearly all of them.
+  private arrivingSince = 0;
+  // The 408 that expire() decided on, for next() to return once.
+  private lateError: RequestError | null = null;
+
   /** Bytes received but not yet returned as part of a request. */
   get bufferedBytes(): number {
     return this.end - this.start;
@@ -119,12 +127,12 @@ export class RequestReader {
    * every call returns null); or null when more bytes are needed.
    */
   next(): ParsedRequest | null {
-    if (this.finished) return null;
+    if (this.finished) return this.takeLateError();
 
     if (this.waitingRequest !== null) {
       const request = this.skipBody();
       if (request === null) return this.pause();
-      return request;
+      return this.deliver(request);
     }
 
     if (!this.skipLeadingEmptyLines()) return this.fail(400, 'bare CR in request');
@@ -144,14 +152,37 @@ export class RequestReader {
 
     const bodyLength = bodyLengthOf(parsed.headers);
     if (typeof bodyLength !== 'number') return this.fail(bodyLength.status, bodyLength.reason);
-    if (bodyLength === 0) return parsed;
+    if (bodyLength === 0) return this.deliver(parsed);
 
     // A body must be consumed even though we ignore it (even on GET):
     // otherwise its bytes would be taken for the next request (RFC 9112 §6.3).
     this.waitingRequest = parsed;
     this.bodyBytesToSkip = bodyLength;
     const request = this.skipBody();
-    return request === null ? this.pause() : request;
+    return request === null ? this.pause() : this.deliver(request);
+  }
+
+  /**
+   * How long the request now arriving (head, and body if it has one) still has before its
+   * deadline, `timeoutMs` after its first byte: Infinity between requests. Bytes trickling in
+   * do not extend it. A blocking server (01, 02) waits in recv() no longer than this.
+   */
+  timeLeft(now: number, timeoutMs: number): number {
+    if (this.finished || this.arrivingSince === 0) return Infinity;
+    return this.arrivingSince + timeoutMs - now;
+  }
+
+  /**
+   * The request deadline (nginx's client_header_timeout, Node's headersTimeout): if the request
+   * now arriving is not complete `timeoutMs` after its first byte, give up on it. next() then
+   * returns a 408 error, once, and nothing more: like any framing error, the connection is to
+   * close after the answer. Returns whether it gave up. Nothing of that request has been
+   * answered yet: a request is handed out only once its body, if any, has arrived in full.
+   */
+  expire(now: number, timeoutMs: number): boolean {
+    if (this.timeLeft(now, timeoutMs) > 0) return false;
+    this.lateError = this.fail(408, `request not complete ${timeoutMs / 1000} s after its first byte`);
+    return true;
   }
 
   /**
@@ -250,6 +281,18 @@ export class RequestReader {
     return request;
   }
 
+  // A request is complete: the next one's deadline starts with its own first byte.
+  private deliver(request: HttpRequest): HttpRequest {
+    this.arrivingSince = 0;
+    return request;
+  }
+
+  private takeLateError(): RequestError | null {
+    const error = this.lateError;
+    this.lateError = null;
+    return error;
+  }
+
   private fail(status: number, reason: string): RequestError {
     this.finished = true;
     this.data = EMPTY;
@@ -264,8 +307,10 @@ export class RequestReader {
 
   // next() is about to return null: the caller may now reuse the memory of the
   // chunk it pushed, so copy whatever we still need out of it.
+  // Also the moment a request is first seen incomplete, which starts its deadline.
   private pause(): null {
     const held = this.end - this.start;
+    if (this.arrivingSince === 0 && (held > 0 || this.waitingRequest !== null)) this.arrivingSince = Date.now();
     if (held === 0) {
       this.data = EMPTY;
       this.start = 0;

@@ -14,6 +14,7 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
 import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
+import { assertCapOfTwo } from './helpers/max-clients.ts';
 import { lowestFreeFd, openFdCount } from './helpers/proc.ts';
 import { GET, RawClient, fetchWithKeepAlive, rawExchange } from './helpers/http-client.ts';
 import { isAlive, isZombie, processTree, startModel, waitUntil } from './helpers/server.ts';
@@ -97,6 +98,11 @@ describeModel('01-multiprocess.ts', {
       assert.ok(await waitUntil(() => connectionProcesses(pid).length === 0, 5000), 'children outlived their clients');
       const collected = await waitUntil(() => childrenOf(pid).filter(isZombie).length === 0, 5000);
       assert.ok(collected, `zombie children: ${childrenOf(pid).filter(isZombie).join(', ')}`);
+    });
+
+    test('--max-clients 2: a third client waits in the listen queue and is served once one of two leaves; never a third process', async (t) => {
+      const capped = await startModel(t, '01-multiprocess.ts', { args: ['--root', site().root, '--idle-timeout', '60', '--max-clients', '2'] });
+      await assertCapOfTwo(capped, () => connectionProcesses(capped.pid).length, 'processes');
     });
 
     test('when no process can be started, the client gets a 503 and the server lives on', async () => {

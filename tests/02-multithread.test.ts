@@ -10,6 +10,7 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
 import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
+import { assertCapOfTwo } from './helpers/max-clients.ts';
 import { lowestFreeFd, statusField, threadCount } from './helpers/proc.ts';
 import { makeServedRoot } from './helpers/served-root.ts';
 import { GET, RawClient, fetchWithKeepAlive, rawExchange } from './helpers/http-client.ts';
@@ -224,6 +225,14 @@ describeModel('02-multithread.ts', {
       } finally {
         for (const client of crowd) client.close();
       }
+    });
+
+    test('--max-clients 2: a third client waits in the listen queue and is served once one of two leaves; never a third thread', async (t) => {
+      const capped = await startModel(t, '02-multithread.ts', { args: ['--idle-timeout', '60', '--max-clients', '2'] });
+      await sequentialExchanges(capped.port, 1); // let anything started lazily start now
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const idleThreads = threadCount(capped.pid);
+      await assertCapOfTwo(capped, () => threadCount(capped.pid) - idleThreads, 'threads');
     });
 
     test('--pool 2: requests are served, keep-alive works, threads do not grow per connection, Ctrl+C stops it', async (t) => {

@@ -14,7 +14,7 @@ const interval: ExtraFlag = { name: 'interval', valueName: 'MS', help: 'pause be
 const hidden: ExtraFlag = { name: 'connection-fd', valueName: 'FD', help: 'internal', default: -1, min: 0, max: 65535, hidden: true };
 const FIXTURE = 'tests/helpers/cli-fixture.ts';
 
-test('defaults: 127.0.0.1, port 7890, the repository www/, 30 s idle timeout', () => {
+test('defaults: 127.0.0.1, port 7890, the repository www/, 30 s idle timeout, 60 s request timeout', () => {
   const options = parseArguments('06-epoll', []);
   assert.notEqual(options, 'help');
   if (options === 'help') return;
@@ -23,18 +23,20 @@ test('defaults: 127.0.0.1, port 7890, the repository www/, 30 s idle timeout', (
   assert.equal(options.root, DEFAULT_ROOT);
   assert.equal(path.relative(REPO_ROOT, options.root), 'www');
   assert.equal(options.idleTimeoutMs, 30_000);
+  assert.equal(options.requestTimeoutMs, 60_000);
   assert.equal(options.verbose, false);
   assert.deepEqual(options.extra, {});
 });
 
 test('flags are read and model flags get their defaults', () => {
-  const options = parseArguments('04-nonblocking', ['--port', '0', '--host', 'localhost', '--root', 'tests', '--idle-timeout', '5', '--verbose'], [interval]);
+  const options = parseArguments('04-nonblocking', ['--port', '0', '--host', 'localhost', '--root', 'tests', '--idle-timeout', '5', '--request-timeout', '7', '--verbose'], [interval]);
   assert.deepEqual(options, {
     model: '04-nonblocking',
     host: '127.0.0.1',
     port: 0,
     root: path.resolve('tests'),
     idleTimeoutMs: 5000,
+    requestTimeoutMs: 7000,
     verbose: true,
     extra: { interval: 10 },
   });
@@ -70,6 +72,7 @@ test('mistakes are UsageErrors with one clear sentence', () => {
     [['--prot', '1'], /Unknown option '--prot'/],
     [['extra'], /Unexpected argument 'extra'/],
     [['--idle-timeout', '0'], /--idle-timeout wants a whole number from 1/],
+    [['--request-timeout', '0'], /--request-timeout wants a whole number from 1/],
   ];
   for (const [argv, message] of cases) {
     assert.throws(() => parseArguments('04-nonblocking', argv, [interval]), (error: unknown) => {
@@ -86,6 +89,7 @@ test('usage lists the model flags but not the hidden ones', () => {
   assert.match(text, /^04-nonblocking: polls every socket/);
   assert.match(text, /usage: npx tsx 04-nonblocking\.ts \[options\]/);
   assert.match(text, /--interval MS\s+pause between passes \(default 10\)/);
+  assert.match(text, /--request-timeout S\s+408 and close .* \(default 60\)/);
   assert.doesNotMatch(text, /connection-fd/);
 });
 

@@ -1,11 +1,13 @@
 /**
  * The libc layer: each call does what its man page says, errno becomes the right OSError,
  * and the things the models rely on (EAGAIN, partial writes, no SIGPIPE, select's 1024 limit,
- * epoll's events, shutdown waking a blocked accept) really happen.
+ * epoll's events, shutdown waking a blocked accept, close and shutdown with a second descriptor
+ * for the socket) really happen.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -18,6 +20,7 @@ import {
   FdSet,
   FD_SETSIZE,
   OSError,
+  SHUT_WR,
   Socket,
   closeFd,
   formatAddress,
@@ -186,6 +189,53 @@ test('shutdown wakes an accept blocked on another thread', async () => {
   server.close(); // closing twice is harmless
 });
 
+/** Resolves true once the peer's FIN reaches `client` (its 'end'), false if none came within `ms`. */
+function endArrives(client: net.Socket, ms: number): Promise<boolean> {
+  client.resume();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    client.once('end', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/** A process that holds a copy of `fd` (as its descriptor 3) until killed, as 01's child does. */
+function holdCopyInAnotherProcess(fd: number) {
+  return spawn('sleep', ['60'], { stdio: ['ignore', 'ignore', 'ignore', fd] });
+}
+
+test('one socket, two descriptors (another process holds a copy): close() sends no FIN until the last copy goes; shutdown(SHUT_WR) sends it at once', async () => {
+  // 01's lesson: the kernel counts the references. Closing ours leaves the connection open...
+  const closed = await connectedPair();
+  const holder = holdCopyInAnotherProcess(closed.conn.fd);
+  try {
+    closed.conn.close();
+    assert.equal(await endArrives(closed.client, 300), false, 'close() with a copy still open sent a FIN');
+    // ...until the other copy is gone too.
+    const end = endArrives(closed.client, 5000);
+    holder.kill('SIGKILL');
+    assert.equal(await end, true, 'no FIN after the last copy was closed');
+  } finally {
+    holder.kill('SIGKILL');
+    closed.close();
+  }
+
+  // shutdown() acts on the socket, whatever descriptors refer to it: the FIN goes out now.
+  const shut = await connectedPair();
+  const otherHolder = holdCopyInAnotherProcess(shut.conn.fd);
+  try {
+    const end = endArrives(shut.client, 5000);
+    shut.conn.shutdown(SHUT_WR);
+    assert.equal(await end, true, 'shutdown(SHUT_WR) sent no FIN while a copy was open');
+    assert.equal(otherHolder.exitCode, null, 'the other copy was still open');
+  } finally {
+    otherHolder.kill('SIGKILL');
+    shut.close();
+  }
+});
+
 test('acceptAsync resolves with the connection', async () => {
   const server = Socket.listenTCP('127.0.0.1', 0);
   const client = net.connect(server.getsockname().port, '127.0.0.1');
@@ -277,7 +327,9 @@ for (const [platform, wayIn] of [
 ] as const) {
   test(`on ${platform}, importing the libc layer exits with one line that names the way in`, async () => {
     const pretend = `data:text/javascript,Object.defineProperty(process, 'platform', { value: '${platform}' })`;
-    const result = await $({ cwd: REPO_ROOT, nothrow: true, quiet: true })`node --import ${pretend} --import tsx -e ${"import('./shared/libc.ts')"}`;
+    // TEMP: where os.tmpdir() looks on Windows (tsx keeps its cache there); unset, it is a relative path.
+    const env = { ...process.env, TEMP: os.tmpdir() };
+    const result = await $({ cwd: REPO_ROOT, env, nothrow: true, quiet: true })`node --import ${pretend} --import tsx -e ${"import('./shared/libc.ts')"}`;
     assert.equal(result.exitCode, 1);
     const lines = result.stderr.trim().split('\n');
     assert.equal(lines.length, 1);

@@ -13,7 +13,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
@@ -32,13 +32,16 @@ const launcher = 'prefix' in unprivileged ? unprivileged.prefix : [];
  */
 function privateCopyOfProject(t: TestContext): { project: string; site: string } {
   const folder = mkdtempSync(path.join(os.tmpdir(), 'private-clone-'));
-  t.after(() => rmSync(folder, { recursive: true, force: true }));
+  const site = path.join(folder, 'site');
+  t.after(() => {
+    if (existsSync(site)) chmodSync(site, 0o700); // a test may have locked it, and only root could remove it then
+    rmSync(folder, { recursive: true, force: true });
+  });
   assert.equal(statSync(folder).mode & 0o777, 0o700);
   const project = path.join(folder, 'project');
   const leftOut = new Set(['node_modules', '.git', 'coverage'].map((name) => path.join(REPO_ROOT, name)));
   cpSync(REPO_ROOT, project, { recursive: true, filter: (source) => !leftOut.has(path.resolve(source)) });
   symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(project, 'node_modules'), 'dir');
-  const site = path.join(folder, 'site');
   mkdirSync(site);
   return { project, site };
 }

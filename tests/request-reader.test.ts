@@ -533,3 +533,49 @@ test('midRequest: true while part of a request (head or body) has arrived, false
   assert.equal(reader.next()?.kind, 'error');
   assert.equal(reader.midRequest, false);
 });
+
+test('the request deadline: counted from the first byte, not moved by later bytes, a 408 once it passes', async () => {
+  const reader = new RequestReader();
+  const start = Date.now();
+  assert.equal(reader.timeLeft(start, 2000), Infinity, 'between requests there is no deadline');
+  assert.equal(reader.expire(start + 60_000, 2000), false, 'an idle connection is the idle timeout\'s business');
+
+  reader.push(Buffer.from('GET / HTTP/1.1\r\nHo'));
+  assert.equal(reader.next(), null);
+  const firstSeen = Date.now();
+  assert.ok(reader.timeLeft(firstSeen, 2000) <= 2000 && reader.timeLeft(firstSeen, 2000) > 1900);
+  // A byte a moment later changes nothing: the deadline still counts from the first one.
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  reader.push(Buffer.from('s'));
+  assert.equal(reader.next(), null);
+  assert.ok(reader.timeLeft(firstSeen, 2000) <= 2000, 'a later byte moved the deadline');
+  assert.equal(reader.expire(firstSeen + 1000, 2000), false);
+
+  assert.equal(reader.expire(firstSeen + 2000, 2000), true);
+  const late = reader.next();
+  assertError(late, 408, 'not complete 2 s after its first byte');
+  assert.equal(reader.next(), null, 'the 408 comes once; then the reader is finished');
+  reader.push(Buffer.from('t: h\r\n\r\n'));
+  assert.equal(reader.next(), null, 'and the rest of the request no longer counts');
+  assert.equal(reader.expire(firstSeen + 9000, 2000), false);
+});
+
+test('the request deadline: a body counts, and each request starts its own deadline', async () => {
+  const reader = new RequestReader();
+  reader.push(Buffer.from('GET /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nab'));
+  assert.equal(reader.next(), null);
+  assert.ok(reader.timeLeft(Date.now(), 2000) <= 2000, 'a body still owed is part of the request');
+  // The body completes together with the start of a second request, a moment later: the second
+  // one's deadline is its own, not the first one's.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const secondStart = Date.now();
+  reader.push(Buffer.from('cGET /b HT'));
+  assert.equal((reader.next() as HttpRequest).target, '/a');
+  assert.equal(reader.timeLeft(secondStart + 5000, 2000), Infinity, 'no deadline while requests are handed out');
+  assert.equal(reader.next(), null);
+  assert.ok(reader.timeLeft(secondStart, 2000) >= 2000, 'the second request inherited the first one\'s deadline');
+  reader.push(Buffer.from('TP/1.1\r\nHost: h\r\n\r\n'));
+  assert.equal((reader.next() as HttpRequest).target, '/b');
+  assert.equal(reader.next(), null);
+  assert.equal(reader.timeLeft(Date.now() + 60_000, 2000), Infinity, 'complete: nothing left to time');
+});

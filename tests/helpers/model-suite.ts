@@ -7,6 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 import fetch from 'node-fetch';
@@ -282,6 +283,54 @@ export function describeModel(file: string, options: ModelSuiteOptions = {}): vo
         assert.equal(response.status, 200);
         assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
       } finally {
+        slow.close();
+      }
+    });
+
+    test('a request trickled in a byte at a time gets a 408 and a close within --request-timeout plus a second; others are served meanwhile', async (t) => {
+      const deadlineSeconds = 2;
+      const strict = await startModel(t, file, {
+        args: ['--root', site.root, '--idle-timeout', '3', '--request-timeout', String(deadlineSeconds), ...(options.args ?? [])],
+      });
+      const slow = await RawClient.connect(strict.port);
+      const slowPort = slow.socket.localPort!; // (a closed socket no longer says)
+      let trickling = true;
+      try {
+        // A first request, whole: the connection is being served (01 and 02 have started its
+        // process or thread), and a request deadline is per request, not per connection.
+        await slow.send(GET('/hello.txt'));
+        assert.equal((await slow.readResponse()).status, 200);
+
+        // Then a head that never ends, a byte every 300 ms: never idle for the 3 s idle timeout,
+        // so only a deadline counted from its first byte can end it.
+        const head = `GET /hello.txt HTTP/1.1\r\nHost: test\r\nX-Slow: ${'a'.repeat(200)}`;
+        const firstByteSent = performance.now();
+        void (async () => {
+          for (const byte of head) {
+            if (!trickling) return;
+            await slow.send(byte).catch(() => (trickling = false));
+            await sleep(300);
+          }
+        })();
+        for (let i = 0; i < 3; i++) assert.equal((await rawExchange(strict.port, GET('/hello.txt'))).status, 200);
+
+        // The deadline, plus a second for the once-a-second sweep of 03-07, plus half a second
+        // for a busy machine to schedule everybody.
+        const limitMs = (deadlineSeconds + 1) * 1000 + 500;
+        const response = await slow.readResponse({ timeoutMs: limitMs - (performance.now() - firstByteSent) });
+        const elapsedMs = performance.now() - firstByteSent;
+        trickling = false;
+        assert.equal(response.status, 408);
+        assert.equal(response.headers['connection'], 'close');
+        assert.equal(Number(response.headers['content-length']), response.body.length);
+        assert.ok(elapsedMs >= deadlineSeconds * 1000, `the 408 came ${Math.round(elapsedMs)} ms after the first byte, before the deadline`);
+        assert.equal(await slow.closedByServer(), true);
+        assert.equal((await rawExchange(strict.port, GET('/hello.txt'))).status, 200);
+        const lines = strict.output().split('\n').filter((line) => line.includes(`:${slowPort} `));
+        assert.equal(lines.length, 1, `log lines for the trickling client:\n${lines.join('\n')}`);
+        assert.match(lines[0]!, / 408 request not complete 2 s after its first byte$/);
+      } finally {
+        trickling = false;
         slow.close();
       }
     });

@@ -1,7 +1,7 @@
 /**
  * What a test can read about a running server from /proc: descriptors, threads, memory, CPU.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 /** Open descriptors of a process. */
 export function openFdCount(pid: number): number {
@@ -14,6 +14,21 @@ export function lowestFreeFd(pid: number): number {
   let fd = 0;
   while (used.has(fd)) fd++;
   return fd;
+}
+
+/** What each of a process's descriptors numbered `from` or more refers to ("socket:[123]", a path...). */
+export function descriptorsFrom(pid: number, from: number): Map<number, string> {
+  const found = new Map<number, string>();
+  for (const entry of readdirSync(`/proc/${pid}/fd`)) {
+    const fd = Number(entry);
+    if (fd < from) continue;
+    try {
+      found.set(fd, readlinkSync(`/proc/${pid}/fd/${entry}`));
+    } catch {
+      // closed while we looked
+    }
+  }
+  return found;
 }
 
 /** CPU time (user + system) a process has used so far, in clock ticks. */
