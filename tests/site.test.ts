@@ -7,6 +7,7 @@
  * and figure in both languages. Each figure in www/images/ has a Chinese variant of the same name
  * in www/images/zh/, which the Chinese pages and README.zh-CN.md show.
  */
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -101,6 +102,15 @@ function textsOf(svg: string): string[] {
   );
 }
 
+/**
+ * What a figure says, in 12 hex digits: a hash of its <title>, <desc> and <text>s. A Chinese variant records the
+ * fingerprint of the English text it translates, so that changing the English text without the Chinese one fails.
+ */
+function fingerprintOf(svg: string): string {
+  const said = [/<title\b[^>]*>([^<]*)<\/title>/, /<desc\b[^>]*>([^<]*)<\/desc>/].map((element) => svg.match(element)?.[1] ?? '');
+  return createHash('sha256').update([...said, ...textsOf(svg)].join('\n')).digest('hex').slice(0, 12);
+}
+
 /** What every figure is, in either language: announced as an image, named, described, and standalone. */
 function checkFigure(file: string, svg: string, shortest: { title: number; desc: number }) {
   const root = svg.match(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]* viewBox="0 0 \d+ \d+"[^>]* role="img"[^>]*>/)?.[0];
@@ -128,6 +138,12 @@ for (const figure of FIGURES) {
     const englishTexts = textsOf(english);
     const chineseTexts = textsOf(chinese);
     assert.equal(chineseTexts.length, englishTexts.length, `zh/${figure} has as many <text> as ${figure}: one translation for each`);
+    const translated = chinese.match(/<!-- A translation of \.\.\/[\w.-]+\.svg, whose text has the fingerprint ([0-9a-f]{12})/)?.[1];
+    assert.equal(
+      translated,
+      fingerprintOf(english),
+      `the text of ${figure} is not the one zh/${figure} translates: bring the translation up to date, then record ${fingerprintOf(english)} in its first comment`,
+    );
 
     // In Chinese: the page's language, fonts that have the glyphs, and every label translated.
     assert.match(inChinese.root, / lang="zh-CN"/, `zh/${figure}: <svg lang="zh-CN">`);
