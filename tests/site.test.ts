@@ -5,7 +5,9 @@
  * what a reader without JavaScript or without eyesight needs: every image has alt text, every
  * figure has a <title>, every page is reachable from /, and each numbered lesson has its page
  * and figure in both languages. Each figure in www/images/ has a Chinese variant of the same name
- * in www/images/zh/, which the Chinese pages and README.zh-CN.md show.
+ * in www/images/zh/, which the Chinese pages and README.zh-CN.md show, and which records the
+ * fingerprint of the English text it translates: a change to the English text fails here until
+ * the translation follows.
  */
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
@@ -91,7 +93,7 @@ test('each numbered lesson has a page in both languages, showing its figure in t
       const html = readFileSync(path.join(WWW, page), 'utf8');
       assert.ok(html.includes(`src="${figure}"`), `${page} shows ${figure}`);
     }
-    assert.ok(FIGURES.includes(`${lesson}.svg`), `www/images/${lesson}.svg`);
+    assert.ok(FIGURES.includes(`${lesson}.svg`), `www/images/${lesson}.svg is there`);
   }
 });
 
@@ -138,7 +140,7 @@ for (const figure of FIGURES) {
     const englishTexts = textsOf(english);
     const chineseTexts = textsOf(chinese);
     assert.equal(chineseTexts.length, englishTexts.length, `zh/${figure} has as many <text> as ${figure}: one translation for each`);
-    const translated = chinese.match(/<!-- A translation of \.\.\/[\w.-]+\.svg, whose text has the fingerprint ([0-9a-f]{12})/)?.[1];
+    const translated = chinese.match(new RegExp(`<!-- A translation of \\.\\./${figure.replace(/\./g, '\\.')}, whose text has the fingerprint ([0-9a-f]{12})`))?.[1];
     assert.equal(
       translated,
       fingerprintOf(english),
