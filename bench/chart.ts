@@ -6,7 +6,7 @@
  */
 import type { BenchReport } from './report.ts';
 import { cpuMicrosPerRequest, machineLine, micros, requestsPerSecond } from './report.ts';
-import type { IdleRow, LoadRow } from './scenarios.ts';
+import type { IdleRow, LoadRow } from './types.ts';
 
 interface Series {
   name: string;

@@ -5,9 +5,11 @@
  */
 import os from 'node:os';
 import { pairedRatio } from './paired.ts';
+import { PATIENCE_MS } from './proc.ts';
 import { MODELS, type Skipped } from './servers.ts';
-import { DISTURBED_PERCENT, PATIENCE_MS, restOfMachine, type IdleRow, type LoadRow, type LoadScenario, type Results, type ScenarioName, type Settings } from './scenarios.ts';
+import { DISTURBED_PERCENT, restOfMachine } from './session.ts';
 import { BIG_FILE_MIB } from './site.ts';
+import type { IdleRow, LoadRow, LoadScenario, Results, ScenarioName, Settings } from './types.ts';
 
 export interface MachineInfo {
   cpu: string;

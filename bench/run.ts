@@ -20,11 +20,17 @@ import { killEverything } from './children.ts';
 import { renderChart } from './chart.ts';
 import { chooseGenerator } from './load.ts';
 import { cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
-import { PATIENCE_MS, Patience, SCENARIOS, planSteps, runServerSteps, type Results, type ScenarioName, type Settings, type Step } from './scenarios.ts';
+import { PATIENCE_MS, Patience } from './proc.ts';
+import { baseScenarios } from './scenarios.ts';
 import { measureInAlternation, pairedSteps } from './paired.ts';
 import { updateReadmes } from './readme.ts';
 import { MODELS, REFERENCE_IDS, discoverServers, type ServerChoices } from './servers.ts';
 import { REPO_ROOT, prepareSite } from './site.ts';
+import type { Results, Scenario, ScenarioName, ServerSpec, Settings, Skip, Step } from './types.ts';
+
+/** Every scenario the bench knows, in the order a server meets them: a new one is a file and a line here. */
+const SCENARIO_SETS: Scenario[] = [baseScenarios];
+const SCENARIOS: ScenarioName[] = SCENARIO_SETS.flatMap((set) => [...set.names]);
 
 const HELP = `npm run bench -- [options]
 
@@ -68,7 +74,7 @@ function parseOptions(argv: string[]): Options {
   const list = (given: string[] | undefined) => (given ?? []).flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean);
   const scenarios = list(values.scenario);
   for (const scenario of scenarios) {
-    if (!(SCENARIOS as readonly string[]).includes(scenario)) usageError(`unknown scenario '${scenario}' (one of ${SCENARIOS.join(', ')})`);
+    if (!(SCENARIOS as string[]).includes(scenario)) usageError(`unknown scenario '${scenario}' (one of ${SCENARIOS.join(', ')})`);
   }
   if (values.generator !== undefined && values.generator !== 'wrk' && values.generator !== 'autocannon') usageError(`--generator is wrk or autocannon`);
   const quick = values.quick === true;
@@ -135,6 +141,13 @@ function usageError(message: string): never {
   process.exit(2);
 }
 
+/** For each server, each scenario set's steps (and skips) among the scenarios asked for. */
+function planEverything(servers: ServerSpec[], names: readonly ScenarioName[], settings: Settings): { server: ServerSpec; set: Scenario; steps: Step[]; skips: Skip[] }[] {
+  return servers.flatMap((server) =>
+    SCENARIO_SETS.map((set) => ({ server, set, ...set.plan(server, names.filter((name) => set.names.includes(name)), settings) })),
+  );
+}
+
 /** `--model 01` picks 01-multiprocess and 01-pool; `--model 06-epoll` just that one. */
 function selected(id: string, selectors: string[]): boolean {
   return selectors.length === 0 || selectors.some((selector) => id === selector || id.startsWith(`${selector}-`));
@@ -168,8 +181,9 @@ async function main(): Promise<void> {
   if (servers.length === 0 && skipped.length === 0) usageError(`no server matches --model ${options.models.join(',')} (names: ${MODELS.map((model) => model.number).join(', ')}, 01-pool, 02-pool, ${REFERENCE_IDS.join(', ')})`);
   for (const skip of skipped) process.stderr.write(`bench: skipping ${skip.id}: ${skip.reason}\n`);
 
-  const { steps, skips } = planSteps(servers, options.scenarios, options.settings);
-  const results: Results = { load: [], idle: [], paired: [], skips };
+  const plans = planEverything(servers, options.scenarios, options.settings);
+  const steps = plans.flatMap((plan) => plan.steps);
+  const results: Results = { load: [], idle: [], paired: [], skips: plans.flatMap((plan) => plan.skips) };
   // The servers the CPU targets name, once more, taking turns (bench/paired.ts).
   const present = new Set(servers.map((server) => server.id));
   const pairs = cpuTargets(servers).filter((target) => present.has(target.server) && present.has(target.reference));
@@ -196,7 +210,7 @@ async function main(): Promise<void> {
     const patience = new Patience(PATIENCE_MS);
     const context = { site, settings: options.settings, patience, generator, progress: progressReporter(total), results };
     for (const server of servers) {
-      await runServerSteps(server, steps.filter((step) => step.server === server), context);
+      for (const plan of plans.filter((each) => each.server === server && each.steps.length > 0)) await plan.set.runServer(server, plan.steps, context);
     }
     if (paired.length > 0) results.paired = await measureInAlternation(paired, context);
   } finally {

@@ -19,43 +19,8 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { delay, exited, spawnChild, stopTree } from './children.ts';
 import { waitUntilQuiet } from './proc.ts';
-import type { ScenarioName } from './scenarios.ts';
 import { REPO_ROOT, SMALL_PAGE, type Site } from './site.ts';
-
-export interface RunningServer {
-  url: string;
-  port: number;
-  /** Root of the server's process tree (the model's own node process; nginx's master). */
-  pid: number;
-  /** Lines the server printed, from `mark` on (see `outputMark`). */
-  outputSince(mark: number): string[];
-  outputMark(): number;
-  stop(): Promise<'stopped' | 'killed'>;
-}
-
-export interface ServerSpec {
-  /** What `--model` matches: '06-epoll', '01-pool', 'node-http', 'nginx', 'nginx-cache', 'c-ceiling', 'js-floor'. */
-  id: string;
-  /** As shown in the report: '01-multiprocess --pool 16'. */
-  label: string;
-  kind: 'model' | 'pool' | 'reference';
-  /**
-   * Most connections this server is given at once, in any scenario, and why: a pool serves
-   * only as many as it has workers; a model that starts a process or a thread for each
-   * connection is held to what the machine survives in the time the bench has.
-   */
-  cap: { connections: number; why: string } | null;
-  /**
-   * Serves each connection with a process or thread of its own that ends with it: nothing of
-   * a warm-up carries over to the next connection, so the bench skips it.
-   */
-  freshWorkerPerConnection: boolean;
-  /** Only these scenarios make sense for this server (null: all), and why. */
-  only: { scenarios: ScenarioName[]; why: string } | null;
-  /** Said in the report under the tables. */
-  note: string | null;
-  launch(site: Site): Promise<RunningServer>;
-}
+import type { RunningServer, ServerSpec } from './types.ts';
 
 export interface Skipped {
   id: string;

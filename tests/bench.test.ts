@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -47,6 +47,51 @@ const hasCommand = (command: string, args: string[]) => spawnSync(command, args,
 const HAS_NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', 'nginx'].some((binary) => hasCommand(binary, ['-v']));
 const HAS_CC = ['cc', 'gcc', 'clang'].some((compiler) => hasCommand(compiler, ['--version']));
 const NUMBER = /^\d[\d,]*(\.\d+)?$/;
+
+/**
+ * The first import cycle among the .ts files of `folder` (relative imports, `import type`
+ * included), as the files along it ending where it started; null when there is none.
+ */
+function importCycle(folder: string): string[] | null {
+  const files = readdirSync(folder).filter((name) => name.endsWith('.ts'));
+  const imports = new Map(
+    files.map((file) => {
+      const source = readFileSync(path.join(folder, file), 'utf8');
+      const targets = [...source.matchAll(/^(?:import|export)\b[^;]*?\bfrom '\.\/([\w.-]+\.ts)'/gm)].map((match) => match[1]!);
+      return [file, targets.filter((target) => files.includes(target))];
+    }),
+  );
+  const done = new Set<string>();
+  const visit = (file: string, path: string[]): string[] | null => {
+    if (path.includes(file)) return [...path.slice(path.indexOf(file)), file];
+    if (done.has(file)) return null;
+    for (const target of imports.get(file)!) {
+      const cycle = visit(target, [...path, file]);
+      if (cycle !== null) return cycle;
+    }
+    done.add(file);
+    return null;
+  };
+  for (const file of files) {
+    const cycle = visit(file, []);
+    if (cycle !== null) return cycle;
+  }
+  return null;
+}
+
+test('bench/ has no import cycle: a new scenario is a file that bench/run.ts lists', () => {
+  const cycle = importCycle(path.join(REPO_ROOT, 'bench'));
+  assert.equal(cycle, null, `bench/ imports in a circle: ${cycle?.join(' → ')}`);
+  // The check itself finds one: a.ts → b.ts → a.ts (type imports count too).
+  const folder = mkdtempSync(path.join(os.tmpdir(), 'bench-cycle-'));
+  try {
+    writeFileSync(path.join(folder, 'a.ts'), "import type { B } from './b.ts';\nexport type A = B;\n");
+    writeFileSync(path.join(folder, 'b.ts'), "import {\n  type A,\n} from './a.ts';\nexport type B = A | 1;\n");
+    assert.deepEqual(importCycle(folder), ['a.ts', 'b.ts', 'a.ts']);
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+});
 
 test('a paired target is the median of the rounds\' ratios, with the lowest and highest round beside it', () => {
   // Round 3: 06 answered nothing, so that round counts for neither side.
