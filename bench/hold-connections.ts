@@ -68,7 +68,7 @@ async function opener(): Promise<void> {
 async function openAll(): Promise<void> {
   await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, count - started)) }, opener));
   const reasons = Object.fromEntries(failures);
-  process.stdout.write(`${JSON.stringify({ event: 'ready', held: held.size, failed, notTried: count - started, reasons })}\n`);
+  process.stdout.write(`${JSON.stringify({ event: 'ready', held: held.size, failed, notTried: count - started, dropped, reasons })}\n`);
 }
 
 await openAll();

@@ -12,6 +12,8 @@ export interface HolderReady {
   held: number;
   failed: number;
   notTried: number;
+  /** Held connections the server closed so far. */
+  dropped: number;
   reasons: Record<string, number>;
 }
 

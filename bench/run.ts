@@ -8,20 +8,23 @@
  *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
  *   npm run bench -- --update-readme       copy the last results into both READMEs
  *
- * Writes bench/results/latest.md (the report), latest.svg (the chart) and latest.json (every
- * number), and prints the tables; a full run also refreshes the summary in README.md and
- * README.zh-CN.md (bench/readme.ts). A partial run writes the same three files into
- * bench/results/partial/ instead (git ignores it). Progress goes to stderr.
+ * Writes bench/results/latest.md (the report), latest.svg (the chart), crowd.svg (the crowd
+ * scenario's figure) and latest.json (every number), and prints the tables; a full run also
+ * refreshes the summary in README.md and README.zh-CN.md (bench/readme.ts) and the site's copy
+ * of crowd.svg (www/images). A partial run writes the same files into bench/results/partial/
+ * instead (git ignores it). Progress goes to stderr.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { killEverything } from './children.ts';
 import { renderChart } from './chart.ts';
+import { renderCrowdChart } from './crowd-chart.ts';
 import { chooseGenerator } from './load.ts';
-import { cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
+import { CROWD_FIGURE, cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
 import { PATIENCE_MS, Patience } from './proc.ts';
 import { baseScenarios } from './scenarios.ts';
+import { crowdScenario } from './crowd.ts';
 import { measureInAlternation, pairedSteps } from './paired.ts';
 import { updateReadmes } from './readme.ts';
 import { MODELS, REFERENCE_IDS, discoverServers, type ServerChoices } from './servers.ts';
@@ -29,7 +32,7 @@ import { REPO_ROOT, prepareSite } from './site.ts';
 import type { Results, Scenario, ScenarioName, ServerSpec, Settings, Skip, Step } from './types.ts';
 
 /** Every scenario the bench knows, in the order a server meets them: a new one is a file and a line here. */
-const SCENARIO_SETS: Scenario[] = [baseScenarios];
+const SCENARIO_SETS: Scenario[] = [baseScenarios, crowdScenario];
 const SCENARIOS: ScenarioName[] = SCENARIO_SETS.flatMap((set) => [...set.names]);
 
 const HELP = `npm run bench -- [options]
@@ -41,7 +44,7 @@ const HELP = `npm run bench -- [options]
                      ceiling, js the JS floor)
   --scenario NAME    only these scenarios: ${SCENARIOS.join(', ')}
   --quick            1 s measurements, keep-alive at 10 and 100 connections, 1,000 idle, no large file,
-                     01/02 capped at 10, one start per server (about two minutes)
+                     a crowd of 0 and 1,000, 01/02 capped at 10, one start per server (about three minutes)
   --duration S       seconds per measurement (default 5; 1 with --quick)
   --pool N           workers for the --pool variants of 01 and 02 (default 16)
   --generator NAME   wrk or autocannon (default: wrk when on PATH)
@@ -93,6 +96,10 @@ function parseOptions(argv: string[]): Options {
       idleLevels: quick ? [1000] : [1000, 10_000],
       pairedRounds: quick ? 2 : 9,
       pairedSeconds: quick ? 1 : 2,
+      // Up to 20,000: the most the descriptor limit allows on most machines (bench/crowd.ts).
+      crowdLevels: quick ? [0, 1000] : [0, 100, 300, 1000, 10_000, 20_000],
+      crowdActive: 10,
+      crowdSeconds: values.duration !== undefined ? wholeNumber('--duration', values.duration, 5, 1, 600) : quick ? 1 : 2,
     },
     choices: {
       poolSize: wholeNumber('--pool', values.pool, 16, 1, 256),
@@ -163,7 +170,7 @@ function progressReporter(total: number): (step: Step, detail: string) => void {
     last = step;
     const elapsed = Math.round((Date.now() - started) / 1000);
     const clock = `${Math.floor(elapsed / 60)}:${String(elapsed % 60).padStart(2, '0')}`;
-    const what = step.scenario === 'c10k' ? `c10k ${step.connections.toLocaleString('en')} idle` : `${step.scenario} c=${step.connections}`;
+    const what = step.scenario === 'c10k' || step.scenario === 'crowd' ? `${step.scenario} ${step.connections.toLocaleString('en')} idle` : `${step.scenario} c=${step.connections}`;
     const line = `[${String(done + 1).padStart(String(total).length)}/${total} ${clock}] ${step.server.label} · ${what} · ${detail}`;
     process.stderr.write(process.stderr.isTTY ? `\r\x1b[K${line}` : `${line}\n`);
   };
@@ -235,6 +242,12 @@ async function main(): Promise<void> {
   writeFileSync(path.join(options.out, 'latest.md'), toMarkdown(report, 'latest.svg'));
   writeFileSync(path.join(options.out, 'latest.svg'), renderChart(report));
   writeFileSync(path.join(options.out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+  const crowdChart = renderCrowdChart(report);
+  if (crowdChart !== null) {
+    writeFileSync(path.join(options.out, CROWD_FIGURE), crowdChart);
+    // The site's 04, 05 and 06 pages show it too (www/images, like the models' figures).
+    if (options.full) writeFileSync(path.join(REPO_ROOT, 'www', 'images', CROWD_FIGURE), crowdChart);
+  }
   process.stdout.write(`\n${toTerminal(report)}`);
   process.stdout.write(`Report: ${path.relative(process.cwd(), path.join(options.out, 'latest.md')) || 'latest.md'} (chart: latest.svg, numbers: latest.json)\n`);
   if (options.full) for (const line of updateReadmes(report)) process.stdout.write(`${line}\n`);

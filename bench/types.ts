@@ -8,7 +8,7 @@ import type { LoadGenerator, LoadResult } from './load.ts';
 import type { Patience, WindowUsage } from './proc.ts';
 import type { Site } from './site.ts';
 
-export type ScenarioName = 'keepalive' | 'close' | 'bigfile' | 'c10k';
+export type ScenarioName = 'keepalive' | 'close' | 'bigfile' | 'c10k' | 'crowd';
 export type LoadScenario = 'keepalive' | 'close' | 'bigfile';
 
 export interface RunningServer {
@@ -35,6 +35,12 @@ export interface ServerSpec {
    */
   cap: { connections: number; why: string } | null;
   /**
+   * In the crowd scenario, a limit below the descriptor limit, and why: select() watches
+   * descriptor numbers below 1024 only; nginx has worker_connections; 04 is held to what it
+   * serves within the bench's time. null: only the descriptor limit stops it.
+   */
+  crowdLimit: { connections?: number; descriptorsBelow?: number; why: string } | null;
+  /**
    * Serves each connection with a process or thread of its own that ends with it: nothing of
    * a warm-up carries over to the next connection, so the bench skips it.
    */
@@ -58,12 +64,16 @@ export interface Settings {
   /** The CPU targets in alternation (bench/paired.ts): rounds, and seconds per turn. */
   pairedRounds: number;
   pairedSeconds: number;
+  /** The crowd scenario (bench/crowd.ts): idle connections held at each level, the busy ones beside them, seconds per level. */
+  crowdLevels: number[];
+  crowdActive: number;
+  crowdSeconds: number;
 }
 
 export interface Step {
   server: ServerSpec;
   scenario: ScenarioName;
-  /** Concurrent connections, or for c10k the idle connections to hold. */
+  /** Concurrent connections; for c10k and crowd the idle connections to hold. */
   connections: number;
 }
 
@@ -100,6 +110,27 @@ export interface IdleRow {
   serverSaid: string[];
 }
 
+/** One level of the crowd scenario: a small keep-alive load beside `held` idle connections. */
+export interface CrowdRow {
+  server: string;
+  /** Idle connections asked for at this level, and held while the load ran. */
+  requested: number;
+  held: number;
+  /** Held connections still open after the measurement (a server that closed some would look cheaper). */
+  stillOpen: number;
+  /** Busy keep-alive connections beside them. */
+  active: number;
+  load: LoadResult;
+  usage: WindowUsage;
+}
+
+/** How far the crowd scenario got with one server, and what stopped it there. */
+export interface CrowdReach {
+  server: string;
+  highest: number;
+  stoppedBy: string;
+}
+
 export interface PairedRow {
   server: string;
   /** Server CPU µs per request in each round (null: it answered nothing that turn). */
@@ -117,6 +148,9 @@ export interface Results {
   idle: IdleRow[];
   /** The servers the CPU targets name, measured in alternation (absent in older results). */
   paired?: PairedRow[];
+  /** The crowd scenario (absent in older results). */
+  crowd?: CrowdRow[];
+  crowdReach?: CrowdReach[];
   skips: Skip[];
 }
 

@@ -111,7 +111,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
   const out = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
   try {
     const models = ['03-coroutine', 'node-http', 'nginx-cache', 'c-ceiling', 'js-floor'].join(',');
-    const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--model', models, '--scenario', 'keepalive,c10k', '--duration', '1', '--out', out];
+    const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--model', models, '--scenario', 'keepalive,c10k,crowd', '--duration', '1', '--out', out];
     const { stdout, stderr } = await run(process.execPath, args, { cwd: REPO_ROOT, timeout: 140_000 });
     assert.match(stdout, /^Machine: .+ cores, .+ Node v\d+/m, 'the terminal output names the machine');
 
@@ -119,7 +119,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     assert.match(markdown, /^# Benchmark/m);
     assert.match(markdown, /^- \*\*Machine:\*\* .+, \d+ cores, .+Node v\d+/m, 'the report names the machine');
     assert.match(markdown, /^- \*\*Load generator:\*\* (wrk|autocannon)/m, 'the report names the load generator');
-    assert.match(markdown, /^- \*\*Command:\*\* `.*--scenario keepalive,c10k.*`$/m, 'the report says how it was made');
+    assert.match(markdown, /^- \*\*Command:\*\* `.*--scenario keepalive,c10k,crowd.*`$/m, 'the report says how it was made');
     assert.match(markdown, /!\[[^\]]*\]\(latest\.svg\)/, 'the report shows the chart');
 
     // The keep-alive table: a header, an alignment row, then rows with a number of requests/s
@@ -158,6 +158,24 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
       assert.match(cells[held]!, /^[\d,]+ of 1,000$/, `held N of 1,000: ${cells.join(' | ')}`);
       assert.match(cells[perConnection]!, /^(≈0|[\d,]+(\.\d)?)$/, `memory per connection is a number: ${cells.join(' | ')}`);
     }
+
+    // The crowd: a small load beside 0 and then 1,000 idle connections, all still open after
+    // it; CPU per request at each level, and how high each server got and why it stopped.
+    const crowd = table(markdown, 'Crowd: a small load');
+    const [heldColumn, openColumn, costColumn] = ['idle held', 'still open', 'server CPU µs/req'].map((title) => crowd.header.indexOf(title));
+    assert.deepEqual(crowd.rows.filter((cells) => cells[0] === '03-coroutine').map((cells) => cells[heldColumn]), ['0', '1,000'], 'N climbs from 0 to 1,000');
+    for (const cells of crowd.rows) {
+      assert.equal(cells[openColumn], cells[heldColumn], `every idle connection still open after the measurement: ${cells.join(' | ')}`);
+      assert.match(cells[costColumn!]!, NUMBER, `CPU µs per request is a number: ${cells.join(' | ')}`);
+    }
+    assert.ok(!crowd.rows.some((cells) => cells[0] === 'JS epoll floor (reference)'), 'the JS floor serves keep-alive only');
+    const reach = table(markdown, 'Crowd: how high');
+    for (const cells of reach.rows) assert.match(cells[2]!, /highest level|descriptor limit|worker_connections/, `what stopped it: ${cells.join(' | ')}`);
+    assert.match(markdown, /!\[[^\]]+\]\(crowd\.svg\)/, 'the report shows the crowd figure');
+    assert.ok(targets.rows.some((cells) => cells[0]!.startsWith('06-epoll CPU/request with 10,000 or more idle connections ≤ 1.2× with none')), 'the crowd claim for 06 is a target');
+    const crowdSvg = readFileSync(path.join(out, 'crowd.svg'), 'utf8');
+    assertBalancedXml(crowdSvg);
+    assert.match(crowdSvg, /<polyline [^>]*stroke="#[0-9a-f]{6}"/, 'the crowd figure has lines');
 
     const svg = readFileSync(path.join(out, 'latest.svg'), 'utf8');
     assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
