@@ -182,15 +182,24 @@ function idleNotes(row: IdleRow): string {
   return notes.join('; ');
 }
 
-/** A server's crowd rows, fewest idle connections first. */
+/**
+ * A server's crowd curve, fewest idle connections first. N = 0 is measured twice, first and
+ * once more at the end (CrowdRow.again); the curve keeps the one other programs disturbed less.
+ */
 export function crowdRows(report: BenchReport, server: string): CrowdRow[] {
-  return (report.results.crowd ?? []).filter((row) => row.server === server).sort((a, b) => a.held - b.held);
+  const rows = (report.results.crowd ?? []).filter((row) => row.server === server);
+  const baseline = crowdBaseline(rows);
+  return rows.filter((row) => row.held > 0 || row === baseline).sort((a, b) => a.held - b.held);
+}
+
+function crowdBaseline(rows: CrowdRow[]): CrowdRow | undefined {
+  return rows.filter((row) => row.held === 0 && row.load.requests > 0).sort((a, b) => restOfMachine(a) - restOfMachine(b))[0];
 }
 
 /** A server's CPU per request with the most idle connections held, against its own with none. */
 export function crowdGrowth(report: BenchReport, server: string): { base: CrowdRow; top: CrowdRow; ratio: number } | null {
   const rows = crowdRows(report, server);
-  const base = rows.find((row) => row.held === 0);
+  const base = rows[0]?.held === 0 ? rows[0] : undefined;
   const top = rows.at(-1);
   const baseCost = base && cpuMicrosPerRequest(base);
   const topCost = top && cpuMicrosPerRequest(top);
@@ -211,18 +220,19 @@ function crowdTable(report: BenchReport): Table | null {
     figure: `![${CROWD_FIGURE_ALT}](${CROWD_FIGURE})`,
     intro:
       `N keep-alive connections each made one request and then sit idle; beside them ${crowdActive} busy keep-alive connections make requests for ${crowdSeconds} s (GET /index.html). ` +
-      'CPU µs/req is the server\'s CPU time divided by the requests served: what the busy connections pay for the idle ones. "× N=0" sets it against the same server holding none. ' +
+      'CPU µs/req is the server\'s CPU time divided by the requests served: what the busy connections pay for the idle ones. ' +
+      'With none held is measured twice, first and last (once the idle connections are closed); "× N=0" sets each row against the one of the two that other programs disturbed less (column "rest of machine"), as do the figure and the targets. ' +
       '"still open" counts the idle connections after the measurement (a server that closed some would look cheaper than it is). One start per server; N climbs on it.',
     header: ['server', 'idle held', 'still open', 'requests/s', 'server CPU µs/req', '× N=0', 'p50 ms', 'p99 ms', 'errors', 'server CPU', 'generator CPU', 'rest of machine'],
     rows: report.servers.flatMap((server) => {
-      const own = crowdRows(report, server.id);
-      const base = own.find((row) => row.held === 0);
+      const own = rows.filter((row) => row.server === server.id);
+      const base = crowdBaseline(own);
       const baseCost = base === undefined ? null : cpuMicrosPerRequest(base);
       return own.map((row) => {
         const cost = cpuMicrosPerRequest(row);
         return [
           labelOf(report, row.server),
-          whole(row.held),
+          row.again ? '0, again' : whole(row.held),
           whole(row.stillOpen),
           requestsPerSecond(row.load.requestsPerSecond),
           micros(cost),

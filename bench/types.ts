@@ -120,6 +120,8 @@ export interface CrowdRow {
   stillOpen: number;
   /** Busy keep-alive connections beside them. */
   active: number;
+  /** N = 0 measured again at the end, once the idle connections were closed (a second baseline). */
+  again?: boolean;
   load: LoadResult;
   usage: WindowUsage;
 }
