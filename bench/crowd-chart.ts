@@ -11,7 +11,7 @@ import type { CrowdRow } from './types.ts';
 
 const PANEL_HEIGHT = 330;
 const LEFT = 70;
-const LEGEND_WIDTH = 250;
+const LEGEND_WIDTH = 290;
 const PLOT_RIGHT = WIDTH - LEGEND_WIDTH - 20;
 const PLOT_TOP = 30;
 const PLOT_BOTTOM = 50;

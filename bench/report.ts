@@ -320,6 +320,9 @@ function largestIdle(rows: IdleRow[], server: string): IdleRow | undefined {
 
 // ---- the targets ----------------------------------------------------------------------
 
+/** A ratio: two decimals, whole from 100 on. */
+const times = (value: number) => (value >= 100 ? whole(value) : value.toFixed(2));
+
 export interface TargetCheck {
   target: string;
   measured: string;
@@ -364,7 +367,6 @@ export function checkTargets(report: BenchReport, language: Language = 'en'): Ta
   const modelId = (number: string) => modelIdIn(report.servers, number);
   const notMeasured = (target: string, missing: string): TargetCheck => ({ target, measured: say(`not measured (${missing} has no row)`, `未测（${missing} 没有数据）`), met: null });
   const nothingServed = (target: string, server: string): TargetCheck => ({ target, measured: say(`not measured (${server} answered no request)`, `未测（${server} 没有回答任何请求）`), met: null });
-  const times = (value: number) => (value >= 100 ? whole(value) : value.toFixed(2));
   /** Requests/s of `server` at least `minimum` × those of `reference`. */
   const fasterThan = (target: string, server: string, reference: string, scenario: LoadScenario, connections: number, minimum: number): TargetCheck => {
     const mine = find(server, scenario, connections)?.load.requestsPerSecond;
@@ -474,8 +476,8 @@ function crowdChecks(report: BenchReport, language: Language): TargetCheck[] {
     if (growth === null) return { target, measured: say(`not measured (no crowd rows of ${server})`, `未测（${server} 没有 crowd 数据）`), met: null };
     const { base, top, ratio } = growth;
     const measured = say(
-      `${ratio.toFixed(2)}× (${micros(cpuMicrosPerRequest(top))} µs with ${whole(top.held)} idle vs ${micros(cpuMicrosPerRequest(base))} µs with none)`,
-      `${ratio.toFixed(2)}×（${whole(top.held)} 个空闲连接时 ${micros(cpuMicrosPerRequest(top))} µs，对没有时 ${micros(cpuMicrosPerRequest(base))} µs）`,
+      `${times(ratio)}× (${micros(cpuMicrosPerRequest(top))} µs with ${whole(top.held)} idle vs ${micros(cpuMicrosPerRequest(base))} µs with none)`,
+      `${times(ratio)}×（${whole(top.held)} 个空闲连接时 ${micros(cpuMicrosPerRequest(top))} µs，对没有时 ${micros(cpuMicrosPerRequest(base))} µs）`,
     );
     const intact = top.stillOpen === top.held;
     return { target, measured, met: intact && (grows ? ratio >= 2.5 : top.held >= 10_000 && ratio <= 1.2) };
