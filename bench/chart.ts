@@ -6,7 +6,7 @@
  */
 import type { BenchReport } from './report.ts';
 import { cpuMicrosPerRequest, machineLine, micros, requestsPerSecond } from './report.ts';
-import type { IdleRow, LoadRow } from './scenarios.ts';
+import type { IdleRow, LoadRow } from './types.ts';
 
 interface Series {
   name: string;
@@ -37,7 +37,7 @@ interface Panel {
   formatTick(value: number): string;
 }
 
-const WIDTH = 1040;
+export const WIDTH = 1040;
 const PANEL_HEIGHT = 340;
 const LEFT = 70;
 const RIGHT = 20;
@@ -242,7 +242,7 @@ interface TextStyle {
   rotate?: boolean;
 }
 
-function text(x: number, y: number, content: string, style: TextStyle): string {
+export function text(x: number, y: number, content: string, style: TextStyle): string {
   const attributes = [`x="${x.toFixed(1)}"`, `y="${y.toFixed(1)}"`];
   if (style.size !== undefined) attributes.push(`font-size="${style.size}"`);
   if (style.anchor !== undefined && style.anchor !== 'start') attributes.push(`text-anchor="${style.anchor}"`);
@@ -252,6 +252,6 @@ function text(x: number, y: number, content: string, style: TextStyle): string {
   return `<text ${attributes.join(' ')}>${escapeXml(content)}</text>`;
 }
 
-function escapeXml(content: string): string {
+export function escapeXml(content: string): string {
   return content.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }

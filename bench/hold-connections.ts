@@ -7,7 +7,8 @@
  *
  * It runs as its own process so that its sockets and memory are not the bench's. It prints
  * one JSON line when every connection is held or has failed; then each line "status" on stdin
- * prints how many are still open. It exits when stdin closes (the bench ended or died).
+ * prints how many are still open, and "grow N" opens more until N are held in all (another
+ * such line follows). It exits when stdin closes (the bench ended or died).
  */
 import { parseArgs } from 'node:util';
 import type net from 'node:net';
@@ -28,7 +29,7 @@ const { values } = parseArgs({
   },
 });
 const port = Number(values.port);
-const count = Number(values.count);
+let count = Number(values.count);
 const parallel = Number(values.parallel);
 const timeoutMs = Number(values['timeout-ms']);
 const giveUpAfter = Number(values['give-up-after']);
@@ -63,14 +64,25 @@ async function opener(): Promise<void> {
   }
 }
 
-await Promise.all(Array.from({ length: Math.min(parallel, count) }, opener));
-const reasons = Object.fromEntries(failures);
-process.stdout.write(`${JSON.stringify({ event: 'ready', held: held.size, failed, notTried: count - started, reasons })}\n`);
+/** Open connections until `count` were tried (or too many failed), then say how it went. */
+async function openAll(): Promise<void> {
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, count - started)) }, opener));
+  const reasons = Object.fromEntries(failures);
+  process.stdout.write(`${JSON.stringify({ event: 'ready', held: held.size, failed, notTried: count - started, dropped, reasons })}\n`);
+}
+
+await openAll();
 
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (text: string) => {
   for (const line of text.split('\n')) {
     if (line.trim() === 'status') process.stdout.write(`${JSON.stringify({ event: 'status', held: held.size, dropped })}\n`);
+    const grow = /^grow (\d+)$/.exec(line.trim());
+    if (grow !== null) {
+      // The ones held now, plus the ones still missing; those that failed before are not retried.
+      count = started + Math.max(0, Number(grow[1]) - held.size);
+      void openAll();
+    }
   }
 });
 process.stdin.on('end', () => {

@@ -8,19 +8,12 @@
  * measurement each, round after round. A target's ratio is the median, over the rounds, of
  * the ratio within a round.
  */
-import type { RunningServer, ServerSpec } from './servers.ts';
 import { UsageWindow, waitUntilQuiet } from './proc.ts';
-import type { RunContext, Step } from './scenarios.ts';
 import { SMALL_PAGE } from './site.ts';
+import type { PairedRow, RunContext, RunningServer, ServerSpec, Step } from './types.ts';
 
 /** Keep-alive connections of every turn: the headline concurrency the targets name. */
 const PAIRED_CONNECTIONS = 100;
-
-export interface PairedRow {
-  server: string;
-  /** Server CPU µs per request in each round (null: it answered nothing that turn). */
-  microsPerRequest: (number | null)[];
-}
 
 /**
  * Median over the rounds where both answered of mine ÷ theirs, with each side's median and the

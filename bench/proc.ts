@@ -205,6 +205,42 @@ export async function waitForQuietMachine(maxMs: number): Promise<void> {
   }
 }
 
+/**
+ * At most this long, over a whole run, waiting for other programs to leave the CPU alone and
+ * measuring disturbed steps again: it bounds a full run at about its quiet length plus this.
+ */
+export const PATIENCE_MS = 3 * 60_000;
+
+/**
+ * How long one run may spend on a busy machine waiting for quiet and measuring again: on a
+ * machine that never calms down, every step would otherwise wait and repeat, and a full run
+ * would take hours instead of minutes. Once it is spent, steps go ahead at once and their
+ * rows are marked as disturbed (the report says how many).
+ */
+export class Patience {
+  #leftMs: number;
+
+  constructor(totalMs: number) {
+    this.#leftMs = totalMs;
+  }
+
+  left(): boolean {
+    return this.#leftMs > 0;
+  }
+
+  spend(ms: number): void {
+    this.#leftMs -= ms;
+  }
+
+  /** waitForQuietMachine, for at most what is left of the patience. */
+  async waitForQuietMachine(maxMs: number): Promise<void> {
+    if (this.#leftMs <= 0) return;
+    const started = Date.now();
+    await waitForQuietMachine(Math.min(maxMs, this.#leftMs));
+    this.spend(Date.now() - started);
+  }
+}
+
 /** RSS of a tree as the median of a few samples: a garbage collection can move it by megabytes. */
 export async function steadyRssKiB(pid: number, samples = 5, everyMs = 100): Promise<number> {
   const values: number[] = [];

@@ -5,9 +5,11 @@
  */
 import os from 'node:os';
 import { pairedRatio } from './paired.ts';
+import { PATIENCE_MS } from './proc.ts';
 import { MODELS, type Skipped } from './servers.ts';
-import { DISTURBED_PERCENT, PATIENCE_MS, restOfMachine, type IdleRow, type LoadRow, type LoadScenario, type Results, type ScenarioName, type Settings } from './scenarios.ts';
+import { DISTURBED_PERCENT, restOfMachine, type Measured } from './session.ts';
 import { BIG_FILE_MIB } from './site.ts';
+import type { CrowdRow, IdleRow, LoadRow, LoadScenario, Results, ScenarioName, Settings } from './types.ts';
 
 export interface MachineInfo {
   cpu: string;
@@ -71,7 +73,7 @@ export function requestsPerSecond(value: number): string {
  * load generator shares the machine's cores: when it is the limit, requests/s says more about
  * it than about the server, while this stays the server's own cost.
  */
-export function cpuMicrosPerRequest(row: LoadRow): number | null {
+export function cpuMicrosPerRequest(row: Measured): number | null {
   // (Numbers from before this column existed have no cpuSeconds.)
   return row.load.requests > 0 && Number.isFinite(row.usage.cpuSeconds) ? (row.usage.cpuSeconds * 1e6) / row.load.requests : null;
 }
@@ -92,6 +94,8 @@ export function micros(value: number | null): string {
 export interface Table {
   title: string;
   intro: string;
+  /** A Markdown image shown between the intro and the table. */
+  figure?: string;
   header: string[];
   rows: string[][];
 }
@@ -135,7 +139,7 @@ function loadTable(report: BenchReport, scenario: LoadScenario): Table | null {
   };
 }
 
-function disturbance(row: LoadRow): string {
+function disturbance(row: Measured): string {
   const rest = restOfMachine(row);
   return rest > DISTURBED_PERCENT ? `${percent(rest)} ⚠` : percent(rest);
 }
@@ -176,6 +180,84 @@ function idleNotes(row: IdleRow): string {
   if (row.newClientFailures !== '') notes.push(`new client: ${row.newClientFailures}`);
   if (row.held < row.requested && row.serverSaid.length > 0) notes.push(`server said: “${row.serverSaid[0]}”`);
   return notes.join('; ');
+}
+
+/**
+ * A server's crowd curve, fewest idle connections first. N = 0 is measured twice, first and
+ * once more at the end (CrowdRow.again); the curve keeps the one other programs disturbed less.
+ */
+export function crowdRows(report: BenchReport, server: string): CrowdRow[] {
+  const rows = (report.results.crowd ?? []).filter((row) => row.server === server);
+  const baseline = crowdBaseline(rows);
+  return rows.filter((row) => row.held > 0 || row === baseline).sort((a, b) => a.held - b.held);
+}
+
+function crowdBaseline(rows: CrowdRow[]): CrowdRow | undefined {
+  return rows.filter((row) => row.held === 0 && row.load.requests > 0).sort((a, b) => restOfMachine(a) - restOfMachine(b))[0];
+}
+
+/** A server's CPU per request with the most idle connections held, against its own with none. */
+export function crowdGrowth(report: BenchReport, server: string): { base: CrowdRow; top: CrowdRow; ratio: number } | null {
+  const rows = crowdRows(report, server);
+  const base = rows[0]?.held === 0 ? rows[0] : undefined;
+  const top = rows.at(-1);
+  const baseCost = base && cpuMicrosPerRequest(base);
+  const topCost = top && cpuMicrosPerRequest(top);
+  if (base === undefined || top === undefined || top === base || !baseCost || topCost == null) return null;
+  return { base, top, ratio: topCost / baseCost };
+}
+
+/** The crowd figure (bench/crowd-chart.ts), beside latest.md, and what it shows in words. */
+export const CROWD_FIGURE = 'crowd.svg';
+export const CROWD_FIGURE_ALT = 'Server CPU time per request and p99 latency against the idle connections held, one line per server: 04 and 05 climb, 06, 07 and the references stay flat';
+
+function crowdTable(report: BenchReport): Table | null {
+  const rows = report.results.crowd ?? [];
+  if (rows.length === 0) return null;
+  const { crowdActive, crowdSeconds } = report.settings;
+  return {
+    title: 'Crowd: a small load beside idle connections',
+    figure: `![${CROWD_FIGURE_ALT}](${CROWD_FIGURE})`,
+    intro:
+      `N keep-alive connections each made one request and then sit idle; beside them ${crowdActive} busy keep-alive connections make requests for ${crowdSeconds} s (GET /index.html). ` +
+      'CPU µs/req is the server\'s CPU time divided by the requests served: what the busy connections pay for the idle ones. ' +
+      'With none held is measured twice, first and last (once the idle connections are closed); "× N=0" sets each row against the one of the two that other programs disturbed less (column "rest of machine"), as do the figure and the targets. ' +
+      '"still open" counts the idle connections after the measurement (a server that closed some would look cheaper than it is). One start per server; N climbs on it.',
+    header: ['server', 'idle held', 'still open', 'requests/s', 'server CPU µs/req', '× N=0', 'p50 ms', 'p99 ms', 'errors', 'server CPU', 'generator CPU', 'rest of machine'],
+    rows: report.servers.flatMap((server) => {
+      const own = rows.filter((row) => row.server === server.id);
+      const base = crowdBaseline(own);
+      const baseCost = base === undefined ? null : cpuMicrosPerRequest(base);
+      return own.map((row) => {
+        const cost = cpuMicrosPerRequest(row);
+        return [
+          labelOf(report, row.server),
+          row.again ? '0, again' : whole(row.held),
+          whole(row.stillOpen),
+          requestsPerSecond(row.load.requestsPerSecond),
+          micros(cost),
+          cost === null || !baseCost ? '—' : `${(cost / baseCost).toFixed(2)}×`,
+          milliseconds(row.load.requests > 0 ? row.load.p50Ms : null),
+          milliseconds(row.load.requests > 0 ? row.load.p99Ms : null),
+          row.load.requests === 0 ? `no answer in ${crowdSeconds} s` : row.load.errors === 0 ? '0' : row.load.errorSummary,
+          percent(row.usage.cpuPercent),
+          percent(row.load.generatorCpuPercent),
+          disturbance(row),
+        ];
+      });
+    }),
+  };
+}
+
+function crowdReachTable(report: BenchReport): Table | null {
+  const reach = report.results.crowdReach ?? [];
+  if (reach.length === 0) return null;
+  return {
+    title: 'Crowd: how high each server got, and what stopped it',
+    intro: 'The most idle connections each server held while the busy ones were measured.',
+    header: ['server', 'most idle held', 'stopped by'],
+    rows: reach.map((row) => [labelOf(report, row.server), whole(row.highest), row.stoppedBy]),
+  };
 }
 
 /** The README is bilingual: the summary and the targets come in English and in Chinese. */
@@ -238,6 +320,9 @@ function largestIdle(rows: IdleRow[], server: string): IdleRow | undefined {
 
 // ---- the targets ----------------------------------------------------------------------
 
+/** A ratio: two decimals, whole from 100 on. */
+const times = (value: number) => (value >= 100 ? whole(value) : value.toFixed(2));
+
 export interface TargetCheck {
   target: string;
   measured: string;
@@ -282,7 +367,6 @@ export function checkTargets(report: BenchReport, language: Language = 'en'): Ta
   const modelId = (number: string) => modelIdIn(report.servers, number);
   const notMeasured = (target: string, missing: string): TargetCheck => ({ target, measured: say(`not measured (${missing} has no row)`, `未测（${missing} 没有数据）`), met: null });
   const nothingServed = (target: string, server: string): TargetCheck => ({ target, measured: say(`not measured (${server} answered no request)`, `未测（${server} 没有回答任何请求）`), met: null });
-  const times = (value: number) => (value >= 100 ? whole(value) : value.toFixed(2));
   /** Requests/s of `server` at least `minimum` × those of `reference`. */
   const fasterThan = (target: string, server: string, reference: string, scenario: LoadScenario, connections: number, minimum: number): TargetCheck => {
     const mine = find(server, scenario, connections)?.load.requestsPerSecond;
@@ -341,6 +425,7 @@ export function checkTargets(report: BenchReport, language: Language = 'en'): Ta
       met: c10k.newClientMs !== null && c10k.newClientFailures === '' && c10k.newClientMs < 50,
     });
   }
+  checks.push(...crowdChecks(report, language));
   for (const number of ['01', '02']) {
     const closeConnections = report.settings.closeConnections;
     const target = say(`${number} --pool ≥ 5× ${modelId(number)}, new connection per request`, `${number} --pool ≥ 5× ${modelId(number)}，每个请求一个新连接`);
@@ -369,6 +454,36 @@ export function checkTargets(report: BenchReport, language: Language = 'en'): Ta
   return checks;
 }
 
+/**
+ * The article's claim, from the crowd scenario: select's and polling's cost per request grows
+ * with the idle connections held (at least 2.5× from none to their most), epoll's and
+ * io_uring's does not (within 1.2× from none to 10,000 or more).
+ */
+function crowdChecks(report: BenchReport, language: Language): TargetCheck[] {
+  const say = (en: string, zh: string) => (language === 'zh' ? zh : en);
+  const claims = [
+    { number: '04', grows: true },
+    { number: '05', grows: true },
+    { number: '06', grows: false },
+    { number: '07', grows: false },
+  ];
+  return claims.map(({ number, grows }) => {
+    const server = modelIdIn(report.servers, number);
+    const target = grows
+      ? say(`${server} CPU/request with the most idle connections it holds ≥ 2.5× with none (crowd)`, `${server} 保持最多空闲连接时的每请求 CPU ≥ 2.5× 没有空闲连接时（crowd）`)
+      : say(`${server} CPU/request with 10,000 or more idle connections ≤ 1.2× with none (crowd)`, `${server} 保持 10,000 个以上空闲连接时的每请求 CPU ≤ 1.2× 没有空闲连接时（crowd）`);
+    const growth = crowdGrowth(report, server);
+    if (growth === null) return { target, measured: say(`not measured (no crowd rows of ${server})`, `未测（${server} 没有 crowd 数据）`), met: null };
+    const { base, top, ratio } = growth;
+    const measured = say(
+      `${times(ratio)}× (${micros(cpuMicrosPerRequest(top))} µs with ${whole(top.held)} idle vs ${micros(cpuMicrosPerRequest(base))} µs with none)`,
+      `${times(ratio)}×（${whole(top.held)} 个空闲连接时 ${micros(cpuMicrosPerRequest(top))} µs，对没有时 ${micros(cpuMicrosPerRequest(base))} µs）`,
+    );
+    const intact = top.stillOpen === top.held;
+    return { target, measured, met: intact && (grows ? ratio >= 2.5 : top.held >= 10_000 && ratio <= 1.2) };
+  });
+}
+
 export function targetTable(report: BenchReport, language: Language = 'en'): Table {
   const say = (en: string, zh: string) => (language === 'zh' ? zh : en);
   const mark = (met: boolean | null) => (met === null ? '–' : met ? '✓' : '✗');
@@ -387,7 +502,7 @@ export function targetTable(report: BenchReport, language: Language = 'en'): Tab
 
 function tables(report: BenchReport): Table[] {
   const perScenario = (['keepalive', 'close', 'bigfile'] as const).map((scenario) => loadTable(report, scenario));
-  return [summaryTable(report), targetTable(report), ...perScenario, idleTable(report)].filter((table): table is Table => table !== null);
+  return [summaryTable(report), targetTable(report), ...perScenario, idleTable(report), crowdTable(report), crowdReachTable(report)].filter((table): table is Table => table !== null);
 }
 
 export function machineLine(report: BenchReport): string {
@@ -427,7 +542,7 @@ export function toMarkdown(report: BenchReport, chartFile: string): string {
     '',
   ];
   for (const table of tables(report)) {
-    lines.push(`## ${table.title}`, '', table.intro, '', markdownTable(table), '');
+    lines.push(`## ${table.title}`, '', table.intro, '', ...(table.figure === undefined ? [] : [table.figure, '']), markdownTable(table), '');
   }
   lines.push('## Notes', '', ...[...serverNotes(report), ...skipNotes(report)].map((note) => `- ${note}`), '');
   lines.push(
@@ -442,7 +557,7 @@ export function toMarkdown(report: BenchReport, chartFile: string): string {
 }
 
 /** Columns of words, aligned left; all others hold numbers and align right. */
-const TEXT_COLUMNS = new Set(['measured', 'met', 'errors', 'notes', '实测', '达成']);
+const TEXT_COLUMNS = new Set(['measured', 'met', 'errors', 'notes', 'stopped by', '实测', '达成']);
 
 function disturbedWarning(report: BenchReport): string[] {
   const disturbed = report.results.load.filter((row) => restOfMachine(row) > DISTURBED_PERCENT).length;

@@ -3,28 +3,37 @@
  * pool variants and the references (node:http; nginx with one worker, as it comes and with
  * open_file_cache; a C epoll loop, the ceiling) side by side, in one run on one machine.
  *
- *   npm run bench                          everything (about 15 minutes on 2 cores; at most 3 more when busy)
- *   npm run bench -- --quick               nearly everything, briefly (about two minutes)
+ *   npm run bench                          everything (about 20 minutes on 2 cores; at most 3 more when busy)
+ *   npm run bench -- --quick               nearly everything, briefly (about three minutes)
  *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
  *   npm run bench -- --update-readme       copy the last results into both READMEs
  *
- * Writes bench/results/latest.md (the report), latest.svg (the chart) and latest.json (every
- * number), and prints the tables; a full run also refreshes the summary in README.md and
- * README.zh-CN.md (bench/readme.ts). A partial run writes the same three files into
- * bench/results/partial/ instead (git ignores it). Progress goes to stderr.
+ * Writes bench/results/latest.md (the report), latest.svg (the chart), crowd.svg (the crowd
+ * scenario's figure) and latest.json (every number), and prints the tables; a full run also
+ * refreshes the summary in README.md and README.zh-CN.md (bench/readme.ts) and the site's copy
+ * of crowd.svg (www/images). A partial run writes the same files into bench/results/partial/
+ * instead (git ignores it). Progress goes to stderr.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { killEverything } from './children.ts';
 import { renderChart } from './chart.ts';
+import { renderCrowdChart } from './crowd-chart.ts';
 import { chooseGenerator } from './load.ts';
-import { cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
-import { PATIENCE_MS, Patience, SCENARIOS, planSteps, runServerSteps, type Results, type ScenarioName, type Settings, type Step } from './scenarios.ts';
+import { CROWD_FIGURE, cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
+import { PATIENCE_MS, Patience } from './proc.ts';
+import { baseScenarios } from './scenarios.ts';
+import { crowdScenario } from './crowd.ts';
 import { measureInAlternation, pairedSteps } from './paired.ts';
 import { updateReadmes } from './readme.ts';
 import { MODELS, REFERENCE_IDS, discoverServers, type ServerChoices } from './servers.ts';
 import { REPO_ROOT, prepareSite } from './site.ts';
+import type { Results, Scenario, ScenarioName, ServerSpec, Settings, Skip, Step } from './types.ts';
+
+/** Every scenario the bench knows, in the order a server meets them: a new one is a file and a line here. */
+const SCENARIO_SETS: Scenario[] = [baseScenarios, crowdScenario];
+const SCENARIOS: ScenarioName[] = SCENARIO_SETS.flatMap((set) => [...set.names]);
 
 const HELP = `npm run bench -- [options]
 
@@ -35,7 +44,7 @@ const HELP = `npm run bench -- [options]
                      ceiling, js the JS floor)
   --scenario NAME    only these scenarios: ${SCENARIOS.join(', ')}
   --quick            1 s measurements, keep-alive at 10 and 100 connections, 1,000 idle, no large file,
-                     01/02 capped at 10, one start per server (about two minutes)
+                     a crowd of 0 and 1,000, 01/02 capped at 10, one start per server (about three minutes)
   --duration S       seconds per measurement (default 5; 1 with --quick)
   --pool N           workers for the --pool variants of 01 and 02 (default 16)
   --generator NAME   wrk or autocannon (default: wrk when on PATH)
@@ -68,7 +77,7 @@ function parseOptions(argv: string[]): Options {
   const list = (given: string[] | undefined) => (given ?? []).flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean);
   const scenarios = list(values.scenario);
   for (const scenario of scenarios) {
-    if (!(SCENARIOS as readonly string[]).includes(scenario)) usageError(`unknown scenario '${scenario}' (one of ${SCENARIOS.join(', ')})`);
+    if (!(SCENARIOS as string[]).includes(scenario)) usageError(`unknown scenario '${scenario}' (one of ${SCENARIOS.join(', ')})`);
   }
   if (values.generator !== undefined && values.generator !== 'wrk' && values.generator !== 'autocannon') usageError(`--generator is wrk or autocannon`);
   const quick = values.quick === true;
@@ -87,6 +96,10 @@ function parseOptions(argv: string[]): Options {
       idleLevels: quick ? [1000] : [1000, 10_000],
       pairedRounds: quick ? 2 : 9,
       pairedSeconds: quick ? 1 : 2,
+      // Up to 20,000: the most the descriptor limit allows on most machines (bench/crowd.ts).
+      crowdLevels: quick ? [0, 1000] : [0, 100, 300, 1000, 10_000, 20_000],
+      crowdActive: 10,
+      crowdSeconds: values.duration !== undefined ? wholeNumber('--duration', values.duration, 5, 1, 600) : quick ? 1 : 2,
     },
     choices: {
       poolSize: wholeNumber('--pool', values.pool, 16, 1, 256),
@@ -135,6 +148,13 @@ function usageError(message: string): never {
   process.exit(2);
 }
 
+/** For each server, each scenario set's steps (and skips) among the scenarios asked for. */
+function planEverything(servers: ServerSpec[], names: readonly ScenarioName[], settings: Settings): { server: ServerSpec; set: Scenario; steps: Step[]; skips: Skip[] }[] {
+  return servers.flatMap((server) =>
+    SCENARIO_SETS.map((set) => ({ server, set, ...set.plan(server, names.filter((name) => set.names.includes(name)), settings) })),
+  );
+}
+
 /** `--model 01` picks 01-multiprocess and 01-pool; `--model 06-epoll` just that one. */
 function selected(id: string, selectors: string[]): boolean {
   return selectors.length === 0 || selectors.some((selector) => id === selector || id.startsWith(`${selector}-`));
@@ -150,7 +170,7 @@ function progressReporter(total: number): (step: Step, detail: string) => void {
     last = step;
     const elapsed = Math.round((Date.now() - started) / 1000);
     const clock = `${Math.floor(elapsed / 60)}:${String(elapsed % 60).padStart(2, '0')}`;
-    const what = step.scenario === 'c10k' ? `c10k ${step.connections.toLocaleString('en')} idle` : `${step.scenario} c=${step.connections}`;
+    const what = step.scenario === 'c10k' || step.scenario === 'crowd' ? `${step.scenario} ${step.connections.toLocaleString('en')} idle` : `${step.scenario} c=${step.connections}`;
     const line = `[${String(done + 1).padStart(String(total).length)}/${total} ${clock}] ${step.server.label} · ${what} · ${detail}`;
     process.stderr.write(process.stderr.isTTY ? `\r\x1b[K${line}` : `${line}\n`);
   };
@@ -168,8 +188,9 @@ async function main(): Promise<void> {
   if (servers.length === 0 && skipped.length === 0) usageError(`no server matches --model ${options.models.join(',')} (names: ${MODELS.map((model) => model.number).join(', ')}, 01-pool, 02-pool, ${REFERENCE_IDS.join(', ')})`);
   for (const skip of skipped) process.stderr.write(`bench: skipping ${skip.id}: ${skip.reason}\n`);
 
-  const { steps, skips } = planSteps(servers, options.scenarios, options.settings);
-  const results: Results = { load: [], idle: [], paired: [], skips };
+  const plans = planEverything(servers, options.scenarios, options.settings);
+  const steps = plans.flatMap((plan) => plan.steps);
+  const results: Results = { load: [], idle: [], paired: [], skips: plans.flatMap((plan) => plan.skips) };
   // The servers the CPU targets name, once more, taking turns (bench/paired.ts).
   const present = new Set(servers.map((server) => server.id));
   const pairs = cpuTargets(servers).filter((target) => present.has(target.server) && present.has(target.reference));
@@ -196,7 +217,7 @@ async function main(): Promise<void> {
     const patience = new Patience(PATIENCE_MS);
     const context = { site, settings: options.settings, patience, generator, progress: progressReporter(total), results };
     for (const server of servers) {
-      await runServerSteps(server, steps.filter((step) => step.server === server), context);
+      for (const plan of plans.filter((each) => each.server === server && each.steps.length > 0)) await plan.set.runServer(server, plan.steps, context);
     }
     if (paired.length > 0) results.paired = await measureInAlternation(paired, context);
   } finally {
@@ -221,6 +242,12 @@ async function main(): Promise<void> {
   writeFileSync(path.join(options.out, 'latest.md'), toMarkdown(report, 'latest.svg'));
   writeFileSync(path.join(options.out, 'latest.svg'), renderChart(report));
   writeFileSync(path.join(options.out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+  const crowdChart = renderCrowdChart(report);
+  if (crowdChart !== null) {
+    writeFileSync(path.join(options.out, CROWD_FIGURE), crowdChart);
+    // The site's 04, 05 and 06 pages show it too (www/images, like the models' figures).
+    if (options.full) writeFileSync(path.join(REPO_ROOT, 'www', 'images', CROWD_FIGURE), crowdChart);
+  }
   process.stdout.write(`\n${toTerminal(report)}`);
   process.stdout.write(`Report: ${path.relative(process.cwd(), path.join(options.out, 'latest.md')) || 'latest.md'} (chart: latest.svg, numbers: latest.json)\n`);
   if (options.full) for (const line of updateReadmes(report)) process.stdout.write(`${line}\n`);

@@ -19,43 +19,8 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { delay, exited, spawnChild, stopTree } from './children.ts';
 import { waitUntilQuiet } from './proc.ts';
-import type { ScenarioName } from './scenarios.ts';
 import { REPO_ROOT, SMALL_PAGE, type Site } from './site.ts';
-
-export interface RunningServer {
-  url: string;
-  port: number;
-  /** Root of the server's process tree (the model's own node process; nginx's master). */
-  pid: number;
-  /** Lines the server printed, from `mark` on (see `outputMark`). */
-  outputSince(mark: number): string[];
-  outputMark(): number;
-  stop(): Promise<'stopped' | 'killed'>;
-}
-
-export interface ServerSpec {
-  /** What `--model` matches: '06-epoll', '01-pool', 'node-http', 'nginx', 'nginx-cache', 'c-ceiling', 'js-floor'. */
-  id: string;
-  /** As shown in the report: '01-multiprocess --pool 16'. */
-  label: string;
-  kind: 'model' | 'pool' | 'reference';
-  /**
-   * Most connections this server is given at once, in any scenario, and why: a pool serves
-   * only as many as it has workers; a model that starts a process or a thread for each
-   * connection is held to what the machine survives in the time the bench has.
-   */
-  cap: { connections: number; why: string } | null;
-  /**
-   * Serves each connection with a process or thread of its own that ends with it: nothing of
-   * a warm-up carries over to the next connection, so the bench skips it.
-   */
-  freshWorkerPerConnection: boolean;
-  /** Only these scenarios make sense for this server (null: all), and why. */
-  only: { scenarios: ScenarioName[]; why: string } | null;
-  /** Said in the report under the tables. */
-  note: string | null;
-  launch(site: Site): Promise<RunningServer>;
-}
+import type { RunningServer, ServerSpec } from './types.ts';
 
 export interface Skipped {
   id: string;
@@ -77,14 +42,29 @@ interface ModelEntry {
   name: string;
   cap?: keyof Omit<ServerChoices, 'poolSize'>;
   capWhy?: string;
+  crowdLimit?: ServerSpec['crowdLimit'];
 }
+
+/** The crowd scenario's highest level for 04, the polling model (see its entry). */
+const CROWD_LIMIT_04 = 10_000;
 
 export const MODELS: ModelEntry[] = [
   { number: '01', name: '01-multiprocess', cap: 'processCap', capWhy: 'a process per connection' },
   { number: '02', name: '02-multithread', cap: 'threadCap', capWhy: 'a thread per connection' },
   { number: '03', name: '03-coroutine' },
-  { number: '04', name: '04-nonblocking' },
-  { number: '05', name: '05-select' },
+  {
+    number: '04',
+    name: '04-nonblocking',
+    crowdLimit: {
+      connections: CROWD_LIMIT_04,
+      why: `the bench's time: 04 calls recv() on every connection on every pass, so with ${CROWD_LIMIT_04.toLocaleString('en')} held a pass takes about a tenth of a second, opening the next 9,900 took a minute, and the slope is plain by then`,
+    },
+  },
+  {
+    number: '05',
+    name: '05-select',
+    crowdLimit: { descriptorsBelow: 1024, why: "select()'s limit: it watches descriptor numbers 0 to 1023 only (FD_SETSIZE 1024); 05 answers a connection whose descriptor is higher with a 503" },
+  },
   { number: '06', name: '06-epoll' },
   { number: '07', name: '07-io_uring' },
 ];
@@ -116,6 +96,7 @@ export async function discoverServers(choices: ServerChoices, wanted: (id: strin
       label: id,
       kind: 'model',
       cap,
+      crowdLimit: model.crowdLimit ?? null,
       freshWorkerPerConnection: cap !== null,
       only: null,
       note: cap === null ? null : `${id}: capped at ${cap.connections.toLocaleString('en')} connections in every scenario (${model.capWhy}).`,
@@ -130,6 +111,7 @@ export async function discoverServers(choices: ServerChoices, wanted: (id: strin
       id: `${model.number}-pool`,
       label: `${id} --pool ${choices.poolSize}`,
       kind: 'pool',
+      crowdLimit: null,
       freshWorkerPerConnection: false,
       only: null,
       cap: { connections: choices.poolSize, why: `its ${choices.poolSize} workers serve ${choices.poolSize} connections at a time, and the others wait as long as those stay open` },
@@ -144,11 +126,12 @@ export async function discoverServers(choices: ServerChoices, wanted: (id: strin
 /** node:http, nginx twice and the C ceiling: whichever this machine can run. */
 function referenceServers(wanted: (id: string) => boolean, skipped: Skipped[]): ServerSpec[] {
   const servers: ServerSpec[] = [];
-  const reference = (id: string, label: string, note: string, launch: ServerSpec['launch'], only: ServerSpec['only'] = null): ServerSpec => ({
+  const reference = (id: string, label: string, note: string, launch: ServerSpec['launch'], only: ServerSpec['only'] = null, crowdLimit: ServerSpec['crowdLimit'] = null): ServerSpec => ({
     id,
     label,
     kind: 'reference',
     cap: null,
+    crowdLimit,
     freshWorkerPerConnection: false,
     only,
     note,
@@ -168,16 +151,23 @@ function referenceServers(wanted: (id: string) => boolean, skipped: Skipped[]): 
     skipped.push({ id: 'nginx', reason }, { id: 'nginx-cache', reason });
   } else {
     const common = `${nginx.version}, worker_processes 1, sendfile on, access_log off, worker_connections ${NGINX_WORKER_CONNECTIONS} (preallocated at start)`;
+    // Once fewer than 1/16 of its worker_connections are free, nginx closes idle keep-alive
+    // connections to reuse them (nginx's "reusing connections in advance", 2020): asked to hold
+    // 16,320, it kept 15,328 open here. The busy connections and the listener count too.
+    const keeps = NGINX_WORKER_CONNECTIONS - NGINX_WORKER_CONNECTIONS / 16;
+    const crowdLimit = {
+      connections: keeps - 64,
+      why: `nginx's worker_connections (${NGINX_WORKER_CONNECTIONS.toLocaleString('en')} in the bench's nginx.conf): once fewer than 1/16 of them are free, nginx closes idle keep-alive connections to reuse them, so it keeps at most ${keeps.toLocaleString('en')} open`,
+    };
     servers.push(
-      reference('nginx', 'nginx, 1 worker (reference)', `nginx (reference): ${common}; open_file_cache off (nginx's default).`, (site) =>
-        launchNginx(nginx.binary, site, false),
-      ),
+      reference('nginx', 'nginx, 1 worker (reference)', `nginx (reference): ${common}; open_file_cache off (nginx's default).`, (site) => launchNginx(nginx.binary, site, false), null, crowdLimit),
       reference(
         'nginx-cache',
         'nginx, 1 worker, open_file_cache (reference)',
         `nginx-cache (reference): the same with open_file_cache on (${NGINX_OPEN_FILE_CACHE.join('; ')}): open descriptors and sizes are kept and checked again each second, as our small-file cache is. A large file and idle connections cost it what they cost nginx, so it skips bigfile and c10k.`,
         (site) => launchNginx(nginx.binary, site, true),
-        { scenarios: ['keepalive', 'close'], why: 'a large file and idle connections cost it what they cost nginx (measured there)' },
+        { scenarios: ['keepalive', 'close', 'crowd'], why: 'a large file and idle connections cost it what they cost nginx (measured there)' },
+        crowdLimit,
       ),
     );
   }
@@ -200,7 +190,7 @@ function referenceServers(wanted: (id: string) => boolean, skipped: Skipped[]): 
           'C epoll ceiling (reference)',
           `C epoll ceiling (reference): bench/references/c-epoll-ceiling.c built with ${ceiling.compiler} -O2; one thread, one epoll loop, every request answered with one fixed response held in memory (the ${SMALL_PAGE.slice(1)} bytes), no parsing beyond finding the end of each request head, no file system: the least a single-threaded server spends per request on this kernel.`,
           (site) => launchCeiling(ceiling.binary, site),
-          { scenarios: ['keepalive', 'close'], why: 'it serves one fixed page, no files, and holds idle connections in a few bytes each' },
+          { scenarios: ['keepalive', 'close', 'crowd'], why: 'it serves one fixed page, no files, and holds idle connections in a few bytes each' },
         ),
       );
     }

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -48,6 +48,51 @@ const HAS_NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', 'nginx'].some((bi
 const HAS_CC = ['cc', 'gcc', 'clang'].some((compiler) => hasCommand(compiler, ['--version']));
 const NUMBER = /^\d[\d,]*(\.\d+)?$/;
 
+/**
+ * The first import cycle among the .ts files of `folder` (relative imports, `import type`
+ * included), as the files along it ending where it started; null when there is none.
+ */
+function importCycle(folder: string): string[] | null {
+  const files = readdirSync(folder).filter((name) => name.endsWith('.ts'));
+  const imports = new Map(
+    files.map((file) => {
+      const source = readFileSync(path.join(folder, file), 'utf8');
+      const targets = [...source.matchAll(/^(?:import|export)\b[^;]*?\bfrom '\.\/([\w.-]+\.ts)'/gm)].map((match) => match[1]!);
+      return [file, targets.filter((target) => files.includes(target))];
+    }),
+  );
+  const done = new Set<string>();
+  const visit = (file: string, path: string[]): string[] | null => {
+    if (path.includes(file)) return [...path.slice(path.indexOf(file)), file];
+    if (done.has(file)) return null;
+    for (const target of imports.get(file)!) {
+      const cycle = visit(target, [...path, file]);
+      if (cycle !== null) return cycle;
+    }
+    done.add(file);
+    return null;
+  };
+  for (const file of files) {
+    const cycle = visit(file, []);
+    if (cycle !== null) return cycle;
+  }
+  return null;
+}
+
+test('bench/ has no import cycle: a new scenario is a file that bench/run.ts lists', () => {
+  const cycle = importCycle(path.join(REPO_ROOT, 'bench'));
+  assert.equal(cycle, null, `bench/ imports in a circle: ${cycle?.join(' → ')}`);
+  // The check itself finds one: a.ts → b.ts → a.ts (type imports count too).
+  const folder = mkdtempSync(path.join(os.tmpdir(), 'bench-cycle-'));
+  try {
+    writeFileSync(path.join(folder, 'a.ts'), "import type { B } from './b.ts';\nexport type A = B;\n");
+    writeFileSync(path.join(folder, 'b.ts'), "import {\n  type A,\n} from './a.ts';\nexport type B = A | 1;\n");
+    assert.deepEqual(importCycle(folder), ['a.ts', 'b.ts', 'a.ts']);
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+});
+
 test('a paired target is the median of the rounds\' ratios, with the lowest and highest round beside it', () => {
   // Round 3: 06 answered nothing, so that round counts for neither side.
   const epoll = { server: '06-epoll', microsPerRequest: [8, 9, null, 7.5, 12] };
@@ -66,7 +111,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
   const out = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
   try {
     const models = ['03-coroutine', 'node-http', 'nginx-cache', 'c-ceiling', 'js-floor'].join(',');
-    const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--model', models, '--scenario', 'keepalive,c10k', '--duration', '1', '--out', out];
+    const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--model', models, '--scenario', 'keepalive,c10k,crowd', '--duration', '1', '--out', out];
     const { stdout, stderr } = await run(process.execPath, args, { cwd: REPO_ROOT, timeout: 140_000 });
     assert.match(stdout, /^Machine: .+ cores, .+ Node v\d+/m, 'the terminal output names the machine');
 
@@ -74,7 +119,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     assert.match(markdown, /^# Benchmark/m);
     assert.match(markdown, /^- \*\*Machine:\*\* .+, \d+ cores, .+Node v\d+/m, 'the report names the machine');
     assert.match(markdown, /^- \*\*Load generator:\*\* (wrk|autocannon)/m, 'the report names the load generator');
-    assert.match(markdown, /^- \*\*Command:\*\* `.*--scenario keepalive,c10k.*`$/m, 'the report says how it was made');
+    assert.match(markdown, /^- \*\*Command:\*\* `.*--scenario keepalive,c10k,crowd.*`$/m, 'the report says how it was made');
     assert.match(markdown, /!\[[^\]]*\]\(latest\.svg\)/, 'the report shows the chart');
 
     // The keep-alive table: a header, an alignment row, then rows with a number of requests/s
@@ -113,6 +158,25 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
       assert.match(cells[held]!, /^[\d,]+ of 1,000$/, `held N of 1,000: ${cells.join(' | ')}`);
       assert.match(cells[perConnection]!, /^(≈0|[\d,]+(\.\d)?)$/, `memory per connection is a number: ${cells.join(' | ')}`);
     }
+
+    // The crowd: a small load beside 0 and then 1,000 idle connections, all still open after
+    // it; CPU per request at each level, and how high each server got and why it stopped.
+    const crowd = table(markdown, 'Crowd: a small load');
+    const [heldColumn, openColumn, costColumn] = ['idle held', 'still open', 'server CPU µs/req'].map((title) => crowd.header.indexOf(title));
+    const climb = crowd.rows.filter((cells) => cells[0] === '03-coroutine').map((cells) => cells[heldColumn]);
+    assert.deepEqual(climb, ['0', '1,000', '0, again'], 'N climbs from 0 to 1,000, and 0 once more when they are closed');
+    for (const cells of crowd.rows) {
+      assert.equal(cells[openColumn], cells[heldColumn]!.replace(', again', ''), `every idle connection still open after the measurement: ${cells.join(' | ')}`);
+      assert.match(cells[costColumn!]!, NUMBER, `CPU µs per request is a number: ${cells.join(' | ')}`);
+    }
+    assert.ok(!crowd.rows.some((cells) => cells[0] === 'JS epoll floor (reference)'), 'the JS floor serves keep-alive only');
+    const reach = table(markdown, 'Crowd: how high');
+    for (const cells of reach.rows) assert.match(cells[2]!, /highest level|descriptor limit|worker_connections/, `what stopped it: ${cells.join(' | ')}`);
+    assert.match(markdown, /!\[[^\]]+\]\(crowd\.svg\)/, 'the report shows the crowd figure');
+    assert.ok(targets.rows.some((cells) => cells[0]!.startsWith('06-epoll CPU/request with 10,000 or more idle connections ≤ 1.2× with none')), 'the crowd claim for 06 is a target');
+    const crowdSvg = readFileSync(path.join(out, 'crowd.svg'), 'utf8');
+    assertBalancedXml(crowdSvg);
+    assert.match(crowdSvg, /<polyline [^>]*stroke="#[0-9a-f]{6}"/, 'the crowd figure has lines');
 
     const svg = readFileSync(path.join(out, 'latest.svg'), 'utf8');
     assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
