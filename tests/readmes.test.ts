@@ -1,9 +1,11 @@
 /**
- * README.md and README.zh-CN.md tell the same tour in two languages. Prose is translated, but
- * what a reader types or opens is not: every command, file name, flag and linked file that
- * appears in one must appear in the other. This test lists those "literal" things in each and
- * fails on any that only one of them has. The one literal that is translated is a figure: the
- * Chinese README shows www/images/zh/X.svg where the English one shows www/images/X.svg.
+ * README.md and README.zh-CN.md tell the same tour in two languages, and bench/README.md and
+ * bench/README.zh-CN.md the benchmark's notes. Prose is translated, but what a reader types or
+ * opens is not: every command, file name, flag and linked file that appears in one README of a
+ * pair must appear in the other. This test lists those "literal" things in each and fails on any
+ * that only one of them has. Two literals are translated: a figure (the Chinese README shows
+ * www/images/zh/X.svg where the English one shows www/images/X.svg) and a README itself (each
+ * links to the other language's, and to the README of its own language elsewhere).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +16,11 @@ import { REPO_ROOT } from './helpers/server.ts';
 
 const ENGLISH = 'README.md';
 const CHINESE = 'README.zh-CN.md';
+/** Each pair: the English README and its Chinese twin, from the repository's root. */
+const PAIRS = [
+  { english: ENGLISH, chinese: CHINESE },
+  { english: 'bench/README.md', chinese: 'bench/README.zh-CN.md' },
+];
 
 const COMMAND_WORDS = /^(npx|npm|node|tsx|git|strace|ls|cat|ss|ps|top|curl|grep|sudo|apt-get|mkdir|cp|cd|exec|ulimit|sysctl|wrk|nginx|perf)\b/;
 const FILE_NAME = /(^|\/)[\w.-]+\.(ts|js|cjs|mjs|json|md|html|css|svg|png|txt|c|lua|sh)$/;
@@ -34,7 +41,7 @@ export function literalsOf(markdown: string): Set<string> {
   const found = new Set<string>();
   const add = (text: string) => {
     const trimmed = text.trim();
-    if (trimmed !== '' && trimmed !== ENGLISH && trimmed !== CHINESE) found.add(trimmed);
+    if (trimmed !== '') found.add(trimmed);
   };
   // Fenced blocks: each line up to its comment (comments are prose, and get translated).
   const withoutBlocks = markdown.replace(/^```[^\n]*\n([\s\S]*?)^```/gm, (_block, body: string) => {
@@ -48,9 +55,13 @@ export function literalsOf(markdown: string): Set<string> {
   return found;
 }
 
-/** What a literal of README.zh-CN.md stands for in README.md: a figure's Chinese variant stands for the figure. */
+/**
+ * What a literal of a Chinese README stands for in its English twin: a figure's Chinese variant
+ * stands for the figure, and a README of either language (the twin, or one elsewhere) for the
+ * English README at that place.
+ */
 export function englishCounterpart(literal: string): string {
-  return literal.replace(/^www\/images\/zh\//, 'www/images/');
+  return literal.replace(/^www\/images\/zh\//, 'www/images/').replace(/(^|\/)README\.zh-CN\.md$/, '$1README.md');
 }
 
 function onlyIn(a: Set<string>, b: Set<string>): string[] {
@@ -71,30 +82,44 @@ test('the picking of literals: commands, flags, files and folders count; prose w
   );
 });
 
-test('a Chinese figure stands for its English figure; nothing else is translated', () => {
+test('a Chinese figure stands for its English figure, a Chinese README for the English one; nothing else is translated', () => {
   assert.equal(englishCounterpart('www/images/zh/05-select.svg'), 'www/images/05-select.svg');
   assert.equal(englishCounterpart('www/images/zh/'), 'www/images/');
-  for (const literal of ['www/images/05-select.svg', 'www/zh/05-select.html', 'npx tsx 05-select.ts', 'bench/results/latest.svg']) {
+  assert.equal(englishCounterpart('bench/README.zh-CN.md'), 'bench/README.md');
+  assert.equal(englishCounterpart('../README.zh-CN.md'), '../README.md');
+  for (const literal of ['www/images/05-select.svg', 'www/zh/05-select.html', 'npx tsx 05-select.ts', 'bench/results/latest.svg', 'bench/README.md']) {
     assert.equal(englishCounterpart(literal), literal);
   }
 });
 
-test('each README links to the other in its first lines', () => {
-  const english = readFileSync(path.join(REPO_ROOT, ENGLISH), 'utf8').split('\n').slice(0, 5).join('\n');
-  const chinese = readFileSync(path.join(REPO_ROOT, CHINESE), 'utf8').split('\n').slice(0, 5).join('\n');
-  assert.match(english, /\]\(README\.zh-CN\.md\)/);
-  assert.match(chinese, /\]\(README\.md\)/);
-});
+for (const { english, chinese } of PAIRS) {
+  test(`${english} and ${chinese} link to each other in their first lines`, () => {
+    const firstLines = (file: string) => readFileSync(path.join(REPO_ROOT, file), 'utf8').split('\n').slice(0, 5).join('\n');
+    assert.match(firstLines(english), /\]\(README\.zh-CN\.md\)/);
+    assert.match(firstLines(chinese), /\]\(README\.md\)/);
+  });
 
-test('README.md and README.zh-CN.md name the same commands, flags and files', () => {
-  const english = literalsOf(readFileSync(path.join(REPO_ROOT, ENGLISH), 'utf8'));
-  const chinese = new Set([...literalsOf(readFileSync(path.join(REPO_ROOT, CHINESE), 'utf8'))].map(englishCounterpart));
-  assert.ok(english.size > 40, `only ${english.size} literals found in ${ENGLISH}: is the picking broken?`);
-  assert.deepEqual(
-    { onlyInEnglish: onlyIn(english, chinese), onlyInChinese: onlyIn(chinese, english) },
-    { onlyInEnglish: [], onlyInChinese: [] },
-    `add what is missing to the other README (in its language), or remove it from both`,
-  );
+  test(`${english} and ${chinese} name the same commands, flags and files`, () => {
+    const inEnglish = new Set([...literalsOf(readFileSync(path.join(REPO_ROOT, english), 'utf8'))].map(englishCounterpart));
+    const inChinese = new Set([...literalsOf(readFileSync(path.join(REPO_ROOT, chinese), 'utf8'))].map(englishCounterpart));
+    assert.ok(inEnglish.size > 10, `only ${inEnglish.size} literals found in ${english}: is the picking broken?`);
+    assert.deepEqual(
+      { onlyInEnglish: onlyIn(inEnglish, inChinese), onlyInChinese: onlyIn(inChinese, inEnglish) },
+      { onlyInEnglish: [], onlyInChinese: [] },
+      `add what is missing to the other README (in its language), or remove it from both`,
+    );
+  });
+}
+
+test('the top-level READMEs leave the benchmark lab notes to bench/ and link there', () => {
+  for (const { english, chinese } of PAIRS.slice(0, 1)) {
+    for (const [file, notes] of [[english, 'bench/README.md'], [chinese, 'bench/README.zh-CN.md']] as const) {
+      const text = readFileSync(path.join(REPO_ROOT, file), 'utf8');
+      assert.ok(text.includes(`](${notes})`), `${file} links to ${notes}`);
+      // The engineer's notes (instruction counts, the parser's history) live in bench/ only.
+      assert.doesNotMatch(text, /bench\/instructions\.ts|bench\/hot-path-speed\.ts|bench\/ffi-call-cost\.ts/, `${file} keeps the lab notes`);
+    }
+  }
 });
 
 /** The lines of every fenced block in a README, block by block. */
