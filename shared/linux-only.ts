@@ -16,6 +16,7 @@ export function linuxOnlyMessage(platform: string): string {
       : 'here, run it in a Linux container or virtual machine';
   return (
     `This model calls Linux system calls (socket, select, epoll, io_uring) through koffi, so it runs only on Linux ` +
-    `(this is ${platform}): ${wayIn}, as README.md shows under "On Windows or macOS"; 03-coroutine.ts runs anywhere Node does.`
+    `(this is ${platform}): ${wayIn}, as README.md shows under "On Windows or macOS" ` +
+    `(中文：README.zh-CN.md「在 Windows 或 macOS 上」); 03-coroutine.ts runs anywhere Node does.`
   );
 }

@@ -322,8 +322,8 @@ test('dieWithParent: a child dies when its parent is killed outright', async () 
 });
 
 for (const [platform, wayIn] of [
-  ['darwin', /: here, run it in a Linux container or virtual machine, as README\.md shows under "On Windows or macOS"; 03-coroutine\.ts runs anywhere Node does\.$/],
-  ['win32', /: on Windows, run it inside WSL 2 \(wsl --install\), as README\.md shows under "On Windows or macOS"; 03-coroutine\.ts runs anywhere Node does\.$/],
+  ['darwin', /: here, run it in a Linux container or virtual machine, as README\.md shows under "On Windows or macOS" \(中文：README\.zh-CN\.md「在 Windows 或 macOS 上」\); 03-coroutine\.ts runs anywhere Node does\.$/],
+  ['win32', /: on Windows, run it inside WSL 2 \(wsl --install\), as README\.md shows under "On Windows or macOS" \(中文：README\.zh-CN\.md「在 Windows 或 macOS 上」\); 03-coroutine\.ts runs anywhere Node does\.$/],
 ] as const) {
   test(`on ${platform}, importing the libc layer exits with one line that names the way in`, async () => {
     const pretend = `data:text/javascript,Object.defineProperty(process, 'platform', { value: '${platform}' })`;

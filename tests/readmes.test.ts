@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_PORT } from '../shared/cli.ts';
+import { linuxOnlyMessage } from '../shared/linux-only.ts';
 import { REPO_ROOT } from './helpers/server.ts';
 
 const ENGLISH = 'README.md';
@@ -145,3 +146,12 @@ for (const readme of [ENGLISH, CHINESE]) {
     assert.deepEqual(devcontainer.forwardPorts, [DEFAULT_PORT]);
   });
 }
+
+test('the one-line refusal on another system names headings that both READMEs have', () => {
+  const message = linuxOnlyMessage('darwin');
+  const english = message.match(/README\.md shows under "([^"]+)"/)?.[1];
+  const chinese = message.match(/README\.zh-CN\.md「([^」]+)」/)?.[1];
+  assert.ok(english && chinese, message);
+  assert.match(readFileSync(path.join(REPO_ROOT, ENGLISH), 'utf8'), new RegExp(`^#+ ${english}$`, 'm'));
+  assert.match(readFileSync(path.join(REPO_ROOT, CHINESE), 'utf8'), new RegExp(`^#+ ${chinese}$`, 'm'));
+});
