@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from './helpers/server.ts';
 import { rewriteMarked, updateReadmes } from '../bench/readme.ts';
 import { pairedRatio } from '../bench/paired.ts';
+import { fingerprintOf, textsOf } from '../bench/figure-text.ts';
 import type { BenchReport } from '../bench/report.ts';
 
 const run = promisify(execFile);
@@ -177,6 +178,12 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     const crowdSvg = readFileSync(path.join(out, 'crowd.svg'), 'utf8');
     assertBalancedXml(crowdSvg);
     assert.match(crowdSvg, /<polyline [^>]*stroke="#[0-9a-f]{6}"/, 'the crowd figure has lines');
+    // The same figure in Chinese, translating this very English text (tests/site.test.ts checks the rest).
+    const crowdSvgInChinese = readFileSync(path.join(out, 'zh', 'crowd.svg'), 'utf8');
+    assertBalancedXml(crowdSvgInChinese);
+    assert.match(crowdSvgInChinese, / lang="zh-CN"/);
+    assert.ok(crowdSvgInChinese.includes(`the fingerprint ${fingerprintOf(crowdSvg)} `), 'the Chinese crowd figure records the English one\'s fingerprint');
+    assert.equal(textsOf(crowdSvgInChinese).length, textsOf(crowdSvg).length, 'one Chinese label for each English one');
 
     const svg = readFileSync(path.join(out, 'latest.svg'), 'utf8');
     assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);

@@ -3,7 +3,8 @@
  * what a reader types or opens is not: every command, file name, flag and linked file that
  * appears in one must appear in the other. This test lists those "literal" things in each and
  * fails on any that only one of them has. The one literal that is translated is a figure: the
- * Chinese README shows www/images/zh/X.svg where the English one shows www/images/X.svg.
+ * Chinese README shows www/images/zh/X.svg where the English one shows www/images/X.svg (and
+ * bench/results/zh/crowd.svg, the benchmark's Chinese crowd figure, for bench/results/crowd.svg).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,7 +51,7 @@ export function literalsOf(markdown: string): Set<string> {
 
 /** What a literal of README.zh-CN.md stands for in README.md: a figure's Chinese variant stands for the figure. */
 export function englishCounterpart(literal: string): string {
-  return literal.replace(/^www\/images\/zh\//, 'www/images/');
+  return literal.replace(/^(www\/images|bench\/results)\/zh\//, '$1/');
 }
 
 function onlyIn(a: Set<string>, b: Set<string>): string[] {
@@ -74,6 +75,7 @@ test('the picking of literals: commands, flags, files and folders count; prose w
 test('a Chinese figure stands for its English figure; nothing else is translated', () => {
   assert.equal(englishCounterpart('www/images/zh/05-select.svg'), 'www/images/05-select.svg');
   assert.equal(englishCounterpart('www/images/zh/'), 'www/images/');
+  assert.equal(englishCounterpart('bench/results/zh/crowd.svg'), 'bench/results/crowd.svg');
   for (const literal of ['www/images/05-select.svg', 'www/zh/05-select.html', 'npx tsx 05-select.ts', 'bench/results/latest.svg']) {
     assert.equal(englishCounterpart(literal), literal);
   }
