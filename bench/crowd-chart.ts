@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { WIDTH, escapeXml, text } from './chart.ts';
 import { fingerprintOf } from './figure-text.ts';
-import { CROWD_FIGURE, cpuMicrosPerRequest, crowdRows, machineLine, micros, milliseconds, type BenchReport, type Language } from './report.ts';
+import { CROWD_FIGURE, cpuMicrosPerRequest, crowdLoadsOf, crowdRows, machineLine, micros, milliseconds, type BenchReport, type Language } from './report.ts';
 import { REPO_ROOT } from './site.ts';
 import type { CrowdRow } from './types.ts';
 
@@ -125,16 +125,17 @@ export function renderCrowdCharts(report: BenchReport): { en: string; zh: string
 
 function renderCrowdChart(report: BenchReport, language: Language, comment?: string): string | null {
   const say: Labels = LABELS[language];
+  // The light load, as the claims: each pass of the loop serves one request (bench/report.ts).
+  const active = crowdLoadsOf(report)[0]!.active;
   const lines: Line[] = report.servers
     .map((server) => ({
       label: say.server(server.id, server.label),
       color: COLORS[server.id] ?? COLORS[server.id.slice(0, 2)] ?? '#999999',
       dashed: server.kind === 'reference',
-      rows: crowdRows(report, server.id).filter((row) => row.load.requests > 0),
+      rows: crowdRows(report, server.id, active).filter((row) => row.load.requests > 0),
     }))
     .filter((line) => line.rows.length > 0);
   if (lines.length === 0) return null;
-  const active = report.settings.crowdActive;
   const panels: CrowdPanel[] = [
     { title: say.cpuPanel, unit: 'µs', valueOf: (row) => cpuMicrosPerRequest(row), format: (value) => micros(value) },
     { title: say.latencyPanel(active), unit: 'ms', valueOf: (row) => row.load.p99Ms, format: (value) => milliseconds(value) },

@@ -99,8 +99,12 @@ function parseOptions(argv: string[]): Options {
       pairedSeconds: quick ? 1 : 2,
       // Up to 20,000: the most the descriptor limit allows on most machines (bench/crowd.ts).
       crowdLevels: quick ? [0, 1000] : [0, 100, 300, 1000, 10_000, 20_000],
-      crowdActive: 10,
-      crowdSeconds: values.duration !== undefined ? wholeNumber('--duration', values.duration, 5, 1, 600) : quick ? 1 : 2,
+      // One busy connection (each pass of a loop serves one request: the claims read this load),
+      // then ten, which saturate the server (bench/crowd.ts). --duration sets both.
+      crowdLoads: [
+        { active: 1, seconds: wholeNumber('--duration', values.duration, quick ? 1 : 2, 1, 600) },
+        { active: 10, seconds: wholeNumber('--duration', values.duration, 1, 1, 600) },
+      ],
     },
     choices: {
       poolSize: wholeNumber('--pool', values.pool, 16, 1, 256),
