@@ -3,10 +3,15 @@
  * CPU time per request, and the busy connections' p99 latency, against the idle connections
  * held beside them, one line per server. Both axes are logarithmic: N runs from none to
  * twenty thousand, the cost from a few µs to a millisecond. (The x axis is log(N + 10), so
- * that N = 0 has a place at its left end.)
+ * that N = 0 has a place at its left end.) The same drawing comes in Chinese (zh/crowd.svg,
+ * for README.zh-CN.md and www/zh/), from the same numbers and one table of labels.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { WIDTH, escapeXml, text } from './chart.ts';
-import { cpuMicrosPerRequest, crowdRows, machineLine, micros, milliseconds, type BenchReport } from './report.ts';
+import { fingerprintOf } from './figure-text.ts';
+import { CROWD_FIGURE, cpuMicrosPerRequest, crowdLoadsOf, crowdRows, machineLine, micros, milliseconds, type BenchReport, type Language } from './report.ts';
+import { REPO_ROOT } from './site.ts';
 import type { CrowdRow } from './types.ts';
 
 const PANEL_HEIGHT = 330;
@@ -31,6 +36,54 @@ const COLORS: Record<string, string> = {
   'node-http': '#9467bd',
 };
 
+/** Every word of the figure, in English and in Chinese: the drawing is the same. */
+const LABELS = {
+  en: {
+    title: (active: number) => `What idle connections cost the busy ${active === 1 ? 'one' : 'ones'}: ${active} busy keep-alive connection${active === 1 ? '' : 's'} beside N idle ones`,
+    machine: (report: BenchReport) => `${machineLine(report)}; ${report.generator.name}`,
+    cpuPanel: 'Server CPU time per request, µs (log scale; lower is better)',
+    latencyPanel: (active: number) => (active === 1 ? 'p99 latency of the busy connection' : `p99 latency of the ${active} busy connections`) + ', ms (log scale; lower is better)',
+    xAxis: 'idle keep-alive connections held (log scale)',
+    server: (_id: string, label: string) => label.replace(/ \(reference\)$/, ''),
+    legend: (label: string, most: string) => `${label} (to ${most})`,
+    point: (label: string, held: string, value: string, unit: string) => `${label}, ${held} idle: ${value} ${unit}`,
+    end: (label: string, first: string, firstHeld: string, last: string, lastHeld: string) => `${label} ${first} µs with ${firstHeld}, ${last} µs with ${lastHeld}`,
+    desc: (ends: string[]) => `Server CPU time per request (top) and p99 latency (bottom) against the idle connections held, one line per server. ${ends.join('; ')}.`,
+  },
+  zh: {
+    title: (active: number) => `空闲连接给忙碌连接带来多少开销：N 个空闲连接旁边的 ${active} 个忙碌长连接`,
+    machine: (report: BenchReport) => {
+      const { machine } = report;
+      return `${machine.cpu}，${machine.cores} 核，${machine.memoryGiB} GiB，${machine.system}，Node ${machine.node}；${report.generator.name}`;
+    },
+    cpuPanel: '服务器每请求 CPU 时间，µs（对数坐标，越低越好）',
+    latencyPanel: (active: number) => `${active} 个忙碌连接的 p99 延迟，ms（对数坐标，越低越好）`,
+    xAxis: '保持的空闲长连接数（对数坐标）',
+    server: (id: string, label: string) => SERVERS_IN_CHINESE[id] ?? label.replace(/ \(reference\)$/, ''),
+    legend: (label: string, most: string) => `${label}（至 ${most}）`,
+    point: (label: string, held: string, value: string, unit: string) => `${label}，${held} 个空闲连接：${value} ${unit}`,
+    end: (label: string, first: string, firstHeld: string, last: string, lastHeld: string) => `${label} 在 ${firstHeld} 个时 ${first} µs，${lastHeld} 个时 ${last} µs`,
+    desc: (ends: string[]) => `服务器每请求 CPU 时间（上）和 p99 延迟（下）随所保持的空闲连接数的变化，每个服务器一条线。${ends.join('；')}。`,
+  },
+} satisfies Record<Language, unknown>;
+
+/** The references' names as the project says them in Chinese (the models keep their file names). */
+const SERVERS_IN_CHINESE: Record<string, string> = {
+  'c-ceiling': 'C 基准（epoll）',
+  'js-floor': 'JS 基准（epoll）',
+  nginx: 'nginx，1 个 worker',
+  'nginx-cache': 'nginx，1 个 worker，open_file_cache',
+  'node-http': 'node:http',
+};
+
+/** Fonts with Chinese glyphs first (macOS, Windows, Linux), as in the other figures of www/images/zh/. */
+const FONTS: Record<Language, string> = {
+  en: 'sans-serif',
+  zh: "'PingFang SC', 'Hiragino Sans GB', 'Microsoft YaHei', 'Noto Sans CJK SC', 'Source Han Sans SC', sans-serif",
+};
+
+type Labels = (typeof LABELS)[Language];
+
 interface Line {
   label: string;
   color: string;
@@ -45,48 +98,67 @@ interface CrowdPanel {
   format(value: number): string;
 }
 
-/** The figure, or null when the run has no crowd rows. */
-export function renderCrowdChart(report: BenchReport): string | null {
+/**
+ * Writes crowd.svg and zh/crowd.svg into `folder`, and with `site` into www/images/ and
+ * www/images/zh/ too, where the 04, 05 and 06 pages of both languages show them.
+ */
+export function writeCrowdCharts(report: BenchReport, folder: string, site: boolean): void {
+  const charts = renderCrowdCharts(report);
+  if (charts === null) return;
+  for (const where of site ? [folder, path.join(REPO_ROOT, 'www', 'images')] : [folder]) {
+    mkdirSync(path.join(where, 'zh'), { recursive: true });
+    writeFileSync(path.join(where, CROWD_FIGURE), charts.en);
+    writeFileSync(path.join(where, 'zh', CROWD_FIGURE), charts.zh);
+  }
+}
+
+/**
+ * The figure in English and in Chinese, or null when the run has no crowd rows. The Chinese one
+ * records the fingerprint of the English text it translates (tests/site.test.ts checks it).
+ */
+export function renderCrowdCharts(report: BenchReport): { en: string; zh: string } | null {
+  const en = renderCrowdChart(report, 'en');
+  if (en === null) return null;
+  const translates = `<!-- A translation of ../crowd.svg, whose text has the fingerprint ${fingerprintOf(en)} (tests/site.test.ts) -->`;
+  return { en, zh: renderCrowdChart(report, 'zh', translates)! };
+}
+
+function renderCrowdChart(report: BenchReport, language: Language, comment?: string): string | null {
+  const say: Labels = LABELS[language];
+  // The light load, as the claims: each pass of the loop serves one request (bench/report.ts).
+  const active = crowdLoadsOf(report)[0]!.active;
   const lines: Line[] = report.servers
     .map((server) => ({
-      label: server.label.replace(/ \(reference\)$/, ''),
+      label: say.server(server.id, server.label),
       color: COLORS[server.id] ?? COLORS[server.id.slice(0, 2)] ?? '#999999',
       dashed: server.kind === 'reference',
-      rows: crowdRows(report, server.id).filter((row) => row.load.requests > 0),
+      rows: crowdRows(report, server.id, active).filter((row) => row.load.requests > 0),
     }))
     .filter((line) => line.rows.length > 0);
   if (lines.length === 0) return null;
   const panels: CrowdPanel[] = [
-    {
-      title: 'Server CPU time per request, µs (log scale; lower is better)',
-      unit: 'µs',
-      valueOf: (row) => cpuMicrosPerRequest(row),
-      format: (value) => micros(value),
-    },
-    {
-      title: `p99 latency of the ${report.settings.crowdActive} busy connections, ms (log scale; lower is better)`,
-      unit: 'ms',
-      valueOf: (row) => row.load.p99Ms,
-      format: (value) => milliseconds(value),
-    },
+    { title: say.cpuPanel, unit: 'µs', valueOf: (row) => cpuMicrosPerRequest(row), format: (value) => micros(value) },
+    { title: say.latencyPanel(active), unit: 'ms', valueOf: (row) => row.load.p99Ms, format: (value) => milliseconds(value) },
   ];
   const height = 56 + panels.length * PANEL_HEIGHT;
-  const body = panels.map((panel, i) => `<g transform="translate(0 ${56 + i * PANEL_HEIGHT})">\n${drawPanel(panel, lines)}\n</g>`);
-  const title = `What idle connections cost the busy ones: ${report.settings.crowdActive} busy keep-alive connections beside N idle ones`;
+  const body = panels.map((panel, i) => `<g transform="translate(0 ${56 + i * PANEL_HEIGHT})">\n${drawPanel(panel, lines, say)}\n</g>`);
+  const title = say.title(active);
+  const lang = language === 'zh' ? ' lang="zh-CN"' : '';
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" role="img" aria-labelledby="title desc" font-family="sans-serif" font-size="11">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" role="img"${lang} aria-labelledby="title desc" font-family="${FONTS[language]}" font-size="11">`,
+    ...(comment === undefined ? [] : [comment]),
     `<title id="title">${escapeXml(title)}</title>`,
-    `<desc id="desc">${escapeXml(describe(lines))}</desc>`,
+    `<desc id="desc">${escapeXml(describe(lines, say))}</desc>`,
     `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
     text(WIDTH / 2, 18, title, { size: 16, anchor: 'middle', weight: 'bold' }),
-    text(WIDTH / 2, 34, `${machineLine(report)}; ${report.generator.name}`, { size: 11, anchor: 'middle', color: '#555' }),
+    text(WIDTH / 2, 34, say.machine(report), { size: 11, anchor: 'middle', color: '#555' }),
     ...body,
     '</svg>',
     '',
   ].join('\n');
 }
 
-function drawPanel(panel: CrowdPanel, lines: Line[]): string {
+function drawPanel(panel: CrowdPanel, lines: Line[], say: Labels): string {
   const plotHeight = PANEL_HEIGHT - PLOT_TOP - PLOT_BOTTOM;
   const values = lines.flatMap((line) => line.rows.map(panel.valueOf)).filter((value): value is number => value !== null && value > 0);
   // At least a decade and a half in view: a flat line must look flat, not blown up.
@@ -105,7 +177,7 @@ function drawPanel(panel: CrowdPanel, lines: Line[]): string {
     out.push(`<line x1="${xOf(tick, maxN).toFixed(1)}" x2="${xOf(tick, maxN).toFixed(1)}" y1="${PLOT_TOP}" y2="${bottom + 4}" stroke="#eeeeee"/>`);
     out.push(text(xOf(tick, maxN), bottom + 16, tick.toLocaleString('en'), { anchor: 'middle', color: '#555' }));
   }
-  out.push(text((LEFT + PLOT_RIGHT) / 2, bottom + 34, 'idle keep-alive connections held (log scale)', { anchor: 'middle' }));
+  out.push(text((LEFT + PLOT_RIGHT) / 2, bottom + 34, say.xAxis, { anchor: 'middle' }));
   lines.forEach((line, i) => {
     const points = line.rows.flatMap((row) => {
       const value = panel.valueOf(row);
@@ -114,26 +186,26 @@ function drawPanel(panel: CrowdPanel, lines: Line[]): string {
     const dash = line.dashed ? ' stroke-dasharray="6 3"' : '';
     out.push(`<polyline fill="none" stroke="${line.color}" stroke-width="2"${dash} points="${points.map((p) => `${p.px.toFixed(1)},${p.py.toFixed(1)}`).join(' ')}"/>`);
     for (const point of points) {
-      const tip = `${line.label}, ${point.row.held.toLocaleString('en')} idle: ${panel.format(point.value)} ${panel.unit}`;
+      const tip = say.point(line.label, point.row.held.toLocaleString('en'), panel.format(point.value), panel.unit);
       out.push(`<circle cx="${point.px.toFixed(1)}" cy="${point.py.toFixed(1)}" r="3" fill="${line.color}"><title>${escapeXml(tip)}</title></circle>`);
     }
     const legendY = PLOT_TOP + 8 + i * 18;
     const legendX = PLOT_RIGHT + 20;
     out.push(`<line x1="${legendX}" x2="${legendX + 24}" y1="${legendY}" y2="${legendY}" stroke="${line.color}" stroke-width="2"${dash}/>`);
     const most = Math.max(...line.rows.map((row) => row.held));
-    out.push(text(legendX + 30, legendY + 4, `${line.label} (to ${most.toLocaleString('en')})`, { size: 10 }));
+    out.push(text(legendX + 30, legendY + 4, say.legend(line.label, most.toLocaleString('en')), { size: 10 }));
   });
   return out.join('\n');
 }
 
 /** The figure in words, for a reader who cannot see it: each server's cost with none and with the most idle connections. */
-function describe(lines: Line[]): string {
+function describe(lines: Line[], say: Labels): string {
   const ends = lines.map((line) => {
     const first = line.rows[0]!;
     const last = line.rows.at(-1)!;
-    return `${line.label} ${micros(cpuMicrosPerRequest(first))} µs with ${first.held.toLocaleString('en')}, ${micros(cpuMicrosPerRequest(last))} µs with ${last.held.toLocaleString('en')}`;
+    return say.end(line.label, micros(cpuMicrosPerRequest(first)), first.held.toLocaleString('en'), micros(cpuMicrosPerRequest(last)), last.held.toLocaleString('en'));
   });
-  return `Server CPU time per request (top) and p99 latency (bottom) against the idle connections held, one line per server. ${ends.join('; ')}.`;
+  return say.desc(ends);
 }
 
 /** log(N + 10), so that N = 0 sits at the left end. */

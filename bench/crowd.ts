@@ -1,10 +1,12 @@
 /**
  * bench/crowd.ts: the crowd scenario, the article's central claim measured. N keep-alive
- * connections have each made one request and now sit idle; beside them a few busy ones (wrk,
+ * connections have each made one request and now sit idle; beside them busy ones (wrk,
  * keep-alive) make requests, and the server's CPU time per request served tells what each idle
  * connection costs the busy ones. select() and polling look at every connection on every pass,
  * so their cost grows with N; epoll and io_uring hand back only the ready ones, so theirs
- * should not.
+ * should not. Each level is measured under two loads (Settings.crowdLoads): one busy
+ * connection, so that each pass serves one request and the cost per request is the cost of a
+ * pass, and ten, which saturate the server and share each pass's cost among its requests.
  *
  * One start per server: a warm-up, then N climbs (the holder opens the ones missing at each
  * level) from 0 to the most the server can hold here: the descriptor limit (each held
@@ -17,9 +19,10 @@ import { readFileSync } from 'node:fs';
 import { delay } from './children.ts';
 import { startHolder, describeCounts, type Holder, type HolderReady } from './holder.ts';
 import { openFdCount, processTree, waitUntilQuiet } from './proc.ts';
+import { busyConnections } from './report.ts';
 import { measureCalmly, measureUnder, warmUp, withServer } from './session.ts';
 import { SMALL_PAGE } from './site.ts';
-import type { CrowdRow, RunContext, RunningServer, Scenario, ScenarioName, ServerSpec, Settings, Skip, Step } from './types.ts';
+import type { CrowdLoad, CrowdRow, RunContext, RunningServer, Scenario, ScenarioName, ServerSpec, Settings, Skip, Step } from './types.ts';
 
 /**
  * Descriptors kept back from the limit: the server's own (Node holds about 30, nginx fewer),
@@ -94,7 +97,7 @@ async function climb(steps: Step[], running: RunningServer, context: RunContext)
   // select() watches descriptor numbers below 1024, and the kernel gives each new connection
   // the lowest free number: what the server holds at start, and the busy connections, come first.
   const below = server.crowdLimit?.descriptorsBelow;
-  const most = below === undefined ? top.connections : below - fdsAtStart - settings.crowdActive - 2;
+  const most = below === undefined ? top.connections : below - fdsAtStart - busiest(settings) - 2;
   const crowd: { holder: Holder | null } = { holder: null };
   let stoppedBy: string;
   try {
@@ -111,13 +114,24 @@ async function climb(steps: Step[], running: RunningServer, context: RunContext)
     await waitUntilQuiet(running.pid, QUIET_WAIT_MS);
     if (!settings.quick) await context.patience.waitForQuietMachine(5000);
     const again = steps.at(-1)!;
-    context.progress(again, 'none again, the idle connections closed');
-    const row = await measureCalmly(again, running, context, () => measureLevel(again, running, null, context), QUIET_WAIT_MS);
-    context.results.crowd!.push({ ...row, again: true });
+    for (const load of settings.crowdLoads) {
+      context.progress(again, `none again, the idle connections closed; ${describeLoad(load)}`);
+      const row = await measureCalmly(again, running, context, () => measureLevel(again, load, running, null, context), QUIET_WAIT_MS);
+      context.results.crowd!.push({ ...row, again: true });
+    }
   }
   if (stoppedBy !== '') return stoppedBy;
   if (below === undefined || most >= top.connections) return top.why;
-  return `${server.crowdLimit!.why}: ${most.toLocaleString('en')} idle beside the ${fdsAtStart} descriptors it held at start and the ${settings.crowdActive} busy connections`;
+  return `${server.crowdLimit!.why}: ${most.toLocaleString('en')} idle beside the ${fdsAtStart} descriptors it held at start and the ${busiest(settings)} busy connections`;
+}
+
+/** The most busy connections of any load: they take descriptors beside the idle ones. */
+function busiest(settings: Settings): number {
+  return Math.max(...settings.crowdLoads.map((load) => load.active));
+}
+
+function describeLoad(load: CrowdLoad): string {
+  return `${busyConnections(load.active)}, ${load.seconds} s`;
 }
 
 function treeFds(pid: number): number {
@@ -152,21 +166,22 @@ async function climbLevels(steps: Step[], running: RunningServer, context: RunCo
     }
     await waitUntilQuiet(running.pid, QUIET_WAIT_MS);
     if (!settings.quick) await context.patience.waitForQuietMachine(5000);
-    context.progress(planned, `${settings.crowdActive} busy connections, ${settings.crowdSeconds} s`);
-    const row = await measureCalmly(planned, running, context, () => measureLevel(planned, running, crowd.holder, context), QUIET_WAIT_MS);
-    context.results.crowd!.push(row);
-    if (row.stillOpen < row.held) return `the server closed ${(row.held - row.stillOpen).toLocaleString('en')} of the ${row.held.toLocaleString('en')} idle connections during the measurement`;
+    for (const load of settings.crowdLoads) {
+      context.progress(planned, describeLoad(load));
+      const row = await measureCalmly(planned, running, context, () => measureLevel(planned, load, running, crowd.holder, context), QUIET_WAIT_MS);
+      context.results.crowd!.push(row);
+      if (row.stillOpen < row.held) return `the server closed ${(row.held - row.stillOpen).toLocaleString('en')} of the ${row.held.toLocaleString('en')} idle connections during the measurement`;
+    }
   }
   return '';
 }
 
-async function measureLevel(step: Step, running: RunningServer, holder: Holder | null, context: RunContext): Promise<CrowdRow> {
-  const { crowdActive: active, crowdSeconds: seconds } = context.settings;
+async function measureLevel(step: Step, { active, seconds }: CrowdLoad, running: RunningServer, holder: Holder | null, context: RunContext): Promise<CrowdRow> {
   const before = holder === null ? 0 : (await holder.status()).held;
   const measured = await measureUnder(running, context, { path: SMALL_PAGE, connections: active, seconds, closeEachRequest: false, largeResponses: false });
   const after = holder === null ? 0 : (await holder.status()).held;
   return { server: step.server.id, requested: step.connections, held: before, stillOpen: after, active, ...measured };
 }
 
-/** Idle connections held, and a small keep-alive load beside them. */
+/** Idle connections held, and keep-alive loads beside them. */
 export const crowdScenario: Scenario = { names: ['crowd'], plan, runServer };

@@ -6,12 +6,12 @@
  *   npm run bench                          everything (about 20 minutes on 2 cores; at most 3 more when busy)
  *   npm run bench -- --quick               nearly everything, briefly (about three minutes)
  *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
- *   npm run bench -- --update-readme       copy the last results into both READMEs
+ *   npm run bench -- --update-readme       copy the last results into both READMEs, redraw the crowd figures
  *
- * Writes bench/results/latest.md (the report), latest.svg (the chart), crowd.svg (the crowd
- * scenario's figure) and latest.json (every number), and prints the tables; a full run also
- * refreshes the summary in README.md and README.zh-CN.md (bench/readme.ts) and the site's copy
- * of crowd.svg (www/images). A partial run writes the same files into bench/results/partial/
+ * Writes bench/results/latest.md (the report), latest.svg (the chart), crowd.svg and zh/crowd.svg
+ * (the crowd scenario's figure, in English and Chinese) and latest.json (every number), and prints
+ * the tables; a full run also refreshes the summary in README.md and README.zh-CN.md
+ * (bench/readme.ts) and the site's copies of the crowd figure (www/images, www/images/zh). A partial run writes the same files into bench/results/partial/
  * instead (git ignores it). Progress goes to stderr.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -19,9 +19,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { killEverything } from './children.ts';
 import { renderChart } from './chart.ts';
-import { renderCrowdChart } from './crowd-chart.ts';
+import { writeCrowdCharts } from './crowd-chart.ts';
 import { chooseGenerator } from './load.ts';
-import { CROWD_FIGURE, cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
+import { cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
 import { PATIENCE_MS, Patience } from './proc.ts';
 import { baseScenarios } from './scenarios.ts';
 import { crowdScenario } from './crowd.ts';
@@ -52,7 +52,8 @@ const HELP = `npm run bench -- [options]
                      run; bench/results/partial, which git ignores, with --quick, --model,
                      --scenario, --duration or --pool)
   --update-readme    measure nothing: copy the summary and targets of DIR/latest.json into
-                     README.md and README.zh-CN.md (a full run does this by itself)
+                     README.md and README.zh-CN.md, and redraw the crowd figures from it
+                     (a full run does this by itself)
   --help             this text
 `;
 
@@ -98,8 +99,12 @@ function parseOptions(argv: string[]): Options {
       pairedSeconds: quick ? 1 : 2,
       // Up to 20,000: the most the descriptor limit allows on most machines (bench/crowd.ts).
       crowdLevels: quick ? [0, 1000] : [0, 100, 300, 1000, 10_000, 20_000],
-      crowdActive: 10,
-      crowdSeconds: values.duration !== undefined ? wholeNumber('--duration', values.duration, 5, 1, 600) : quick ? 1 : 2,
+      // One busy connection (each pass of a loop serves one request: the claims read this load),
+      // then ten, which saturate the server (bench/crowd.ts). --duration sets both.
+      crowdLoads: [
+        { active: 1, seconds: wholeNumber('--duration', values.duration, quick ? 1 : 2, 1, 600) },
+        { active: 10, seconds: wholeNumber('--duration', values.duration, 1, 1, 600) },
+      ],
     },
     choices: {
       poolSize: wholeNumber('--pool', values.pool, 16, 1, 256),
@@ -179,7 +184,7 @@ function progressReporter(total: number): (step: Step, detail: string) => void {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const options = parseOptions(argv);
-  if (options.updateReadmeOnly) return updateReadmesFrom(path.join(options.out, 'latest.json'));
+  if (options.updateReadmeOnly) return updateReadmesFrom(options.out, options.full);
   const generator = chooseGenerator(options.generator);
   const wanted = (id: string) => selected(id, options.models);
   const { servers: found, skipped: notFound } = await discoverServers(options.choices, wanted);
@@ -242,21 +247,18 @@ async function main(): Promise<void> {
   writeFileSync(path.join(options.out, 'latest.md'), toMarkdown(report, 'latest.svg'));
   writeFileSync(path.join(options.out, 'latest.svg'), renderChart(report));
   writeFileSync(path.join(options.out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
-  const crowdChart = renderCrowdChart(report);
-  if (crowdChart !== null) {
-    writeFileSync(path.join(options.out, CROWD_FIGURE), crowdChart);
-    // The site's 04, 05 and 06 pages show it too (www/images, like the models' figures).
-    if (options.full) writeFileSync(path.join(REPO_ROOT, 'www', 'images', CROWD_FIGURE), crowdChart);
-  }
+  writeCrowdCharts(report, options.out, options.full);
   process.stdout.write(`\n${toTerminal(report)}`);
   process.stdout.write(`Report: ${path.relative(process.cwd(), path.join(options.out, 'latest.md')) || 'latest.md'} (chart: latest.svg, numbers: latest.json)\n`);
   if (options.full) for (const line of updateReadmes(report)) process.stdout.write(`${line}\n`);
 }
 
-/** --update-readme: the READMEs from the numbers of the last run, measuring nothing. */
-function updateReadmesFrom(file: string): void {
+/** --update-readme: the READMEs and the crowd figures from the numbers of the last run, measuring nothing. */
+function updateReadmesFrom(folder: string, site: boolean): void {
+  const file = path.join(folder, 'latest.json');
   if (!existsSync(file)) usageError(`${path.relative(process.cwd(), file)} does not exist yet: run the bench first`);
   const report = JSON.parse(readFileSync(file, 'utf8')) as BenchReport;
+  writeCrowdCharts(report, folder, site);
   for (const line of updateReadmes(report)) process.stdout.write(`${line}\n`);
 }
 

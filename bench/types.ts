@@ -64,10 +64,16 @@ export interface Settings {
   /** The CPU targets in alternation (bench/paired.ts): rounds, and seconds per turn. */
   pairedRounds: number;
   pairedSeconds: number;
-  /** The crowd scenario (bench/crowd.ts): idle connections held at each level, the busy ones beside them, seconds per level. */
+  /** The crowd scenario (bench/crowd.ts): idle connections held at each level, and the loads measured beside them at each. */
   crowdLevels: number[];
-  crowdActive: number;
-  crowdSeconds: number;
+  /** Light first: the claims are read on it (bench/report.ts). */
+  crowdLoads: CrowdLoad[];
+}
+
+/** One load of the crowd scenario: `active` busy keep-alive connections for `seconds`. */
+export interface CrowdLoad {
+  active: number;
+  seconds: number;
 }
 
 export interface Step {

@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from './helpers/server.ts';
 import { rewriteMarked, updateReadmes } from '../bench/readme.ts';
 import { pairedRatio } from '../bench/paired.ts';
+import { fingerprintOf, textsOf } from '../bench/figure-text.ts';
 import type { BenchReport } from '../bench/report.ts';
 
 const run = promisify(execFile);
@@ -159,12 +160,15 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
       assert.match(cells[perConnection]!, /^(≈0|[\d,]+(\.\d)?)$/, `memory per connection is a number: ${cells.join(' | ')}`);
     }
 
-    // The crowd: a small load beside 0 and then 1,000 idle connections, all still open after
-    // it; CPU per request at each level, and how high each server got and why it stopped.
+    // The crowd: a light load (one busy connection) and a busy one (ten) beside 0 and then 1,000
+    // idle connections, all still open after it; CPU per request at each level, and how high
+    // each server got and why it stopped.
     const crowd = table(markdown, 'Crowd: a small load');
-    const [heldColumn, openColumn, costColumn] = ['idle held', 'still open', 'server CPU µs/req'].map((title) => crowd.header.indexOf(title));
-    const climb = crowd.rows.filter((cells) => cells[0] === '03-coroutine').map((cells) => cells[heldColumn]);
-    assert.deepEqual(climb, ['0', '1,000', '0, again'], 'N climbs from 0 to 1,000, and 0 once more when they are closed');
+    const [busyColumn, heldColumn, openColumn, costColumn] = ['busy', 'idle held', 'still open', 'server CPU µs/req'].map((title) => crowd.header.indexOf(title));
+    for (const busy of ['1', '10']) {
+      const climb = crowd.rows.filter((cells) => cells[0] === '03-coroutine' && cells[busyColumn!] === busy).map((cells) => cells[heldColumn!]);
+      assert.deepEqual(climb, ['0', '1,000', '0, again'], `with ${busy} busy, N climbs from 0 to 1,000, and 0 once more when they are closed`);
+    }
     for (const cells of crowd.rows) {
       assert.equal(cells[openColumn], cells[heldColumn]!.replace(', again', ''), `every idle connection still open after the measurement: ${cells.join(' | ')}`);
       assert.match(cells[costColumn!]!, NUMBER, `CPU µs per request is a number: ${cells.join(' | ')}`);
@@ -173,10 +177,16 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     const reach = table(markdown, 'Crowd: how high');
     for (const cells of reach.rows) assert.match(cells[2]!, /highest level|descriptor limit|worker_connections/, `what stopped it: ${cells.join(' | ')}`);
     assert.match(markdown, /!\[[^\]]+\]\(crowd\.svg\)/, 'the report shows the crowd figure');
-    assert.ok(targets.rows.some((cells) => cells[0]!.startsWith('06-epoll CPU/request with 10,000 or more idle connections ≤ 1.2× with none')), 'the crowd claim for 06 is a target');
+    assert.ok(targets.rows.some((cells) => cells[0]!.startsWith('06-epoll CPU/request with 10,000 or more idle connections ≤ 1.2× with none (crowd, 1 busy connection)')), 'the crowd claim for 06 is a target, read on the light load');
     const crowdSvg = readFileSync(path.join(out, 'crowd.svg'), 'utf8');
     assertBalancedXml(crowdSvg);
     assert.match(crowdSvg, /<polyline [^>]*stroke="#[0-9a-f]{6}"/, 'the crowd figure has lines');
+    // The same figure in Chinese, translating this very English text (tests/site.test.ts checks the rest).
+    const crowdSvgInChinese = readFileSync(path.join(out, 'zh', 'crowd.svg'), 'utf8');
+    assertBalancedXml(crowdSvgInChinese);
+    assert.match(crowdSvgInChinese, / lang="zh-CN"/);
+    assert.ok(crowdSvgInChinese.includes(`the fingerprint ${fingerprintOf(crowdSvg)} `), 'the Chinese crowd figure records the English one\'s fingerprint');
+    assert.equal(textsOf(crowdSvgInChinese).length, textsOf(crowdSvg).length, 'one Chinese label for each English one');
 
     const svg = readFileSync(path.join(out, 'latest.svg'), 'utf8');
     assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);

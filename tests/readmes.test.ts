@@ -4,7 +4,8 @@
  * opens is not: every command, file name, flag and linked file that appears in one README of a
  * pair must appear in the other. This test lists those "literal" things in each and fails on any
  * that only one of them has. Two literals are translated: a figure (the Chinese README shows
- * www/images/zh/X.svg where the English one shows www/images/X.svg) and a README itself (each
+ * www/images/zh/X.svg where the English one shows www/images/X.svg, and bench/results/zh/crowd.svg
+ * for bench/results/crowd.svg) and a README itself (each
  * links to the other language's, and to the README of its own language elsewhere).
  */
 import { test } from 'node:test';
@@ -62,7 +63,7 @@ export function literalsOf(markdown: string): Set<string> {
  * English README at that place.
  */
 export function englishCounterpart(literal: string): string {
-  return literal.replace(/^www\/images\/zh\//, 'www/images/').replace(/(^|\/)README\.zh-CN\.md$/, '$1README.md');
+  return literal.replace(/^(www\/images|bench\/results)\/zh\//, '$1/').replace(/(^|\/)README\.zh-CN\.md$/, '$1README.md');
 }
 
 function onlyIn(a: Set<string>, b: Set<string>): string[] {
@@ -86,6 +87,7 @@ test('the picking of literals: commands, flags, files and folders count; prose w
 test('a Chinese figure stands for its English figure, a Chinese README for the English one; nothing else is translated', () => {
   assert.equal(englishCounterpart('www/images/zh/05-select.svg'), 'www/images/05-select.svg');
   assert.equal(englishCounterpart('www/images/zh/'), 'www/images/');
+  assert.equal(englishCounterpart('bench/results/zh/crowd.svg'), 'bench/results/crowd.svg');
   assert.equal(englishCounterpart('bench/README.zh-CN.md'), 'bench/README.md');
   assert.equal(englishCounterpart('../README.zh-CN.md'), '../README.md');
   for (const literal of ['www/images/05-select.svg', 'www/zh/05-select.html', 'npx tsx 05-select.ts', 'bench/results/latest.svg', 'bench/README.md']) {

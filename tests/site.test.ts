@@ -9,11 +9,11 @@
  * fingerprint of the English text it translates: a change to the English text fails here until
  * the translation follows.
  */
-import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { fingerprintOf, textsOf } from '../bench/figure-text.ts';
 import { REPO_ROOT, startModel } from './helpers/server.ts';
 
 const WWW = path.join(REPO_ROOT, 'www');
@@ -96,22 +96,6 @@ test('each numbered lesson has a page in both languages, showing its figure in t
     assert.ok(FIGURES.includes(`${lesson}.svg`), `www/images/${lesson}.svg is there`);
   }
 });
-
-/** The text a reader sees in each <text> of a figure, in document order (tspans joined). */
-function textsOf(svg: string): string[] {
-  return [...svg.matchAll(/<text\b[^>]*>([\s\S]*?)<\/text>/g)].map(([, inner]) =>
-    inner!.replace(/<[^>]+>/g, '').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&').trim(),
-  );
-}
-
-/**
- * What a figure says, in 12 hex digits: a hash of its <title>, <desc> and <text>s. A Chinese variant records the
- * fingerprint of the English text it translates, so that changing the English text without the Chinese one fails.
- */
-function fingerprintOf(svg: string): string {
-  const said = [/<title\b[^>]*>([^<]*)<\/title>/, /<desc\b[^>]*>([^<]*)<\/desc>/].map((element) => svg.match(element)?.[1] ?? '');
-  return createHash('sha256').update([...said, ...textsOf(svg)].join('\n')).digest('hex').slice(0, 12);
-}
 
 /** What every figure is, in either language: announced as an image, named, described, and standalone. */
 function checkFigure(file: string, svg: string, shortest: { title: number; desc: number }) {

@@ -1,0 +1,20 @@
+/**
+ * bench/figure-text.ts: what a figure says, and its fingerprint. A Chinese figure
+ * (www/images/zh/NAME.svg) records the fingerprint of the English text it translates;
+ * tests/site.test.ts compares it with the English figure's, and bench/crowd-chart.ts
+ * writes it into the Chinese crowd figure it draws.
+ */
+import { createHash } from 'node:crypto';
+
+/** The text a reader sees in each <text> of a figure, in document order (tspans joined). */
+export function textsOf(svg: string): string[] {
+  return [...svg.matchAll(/<text\b[^>]*>([\s\S]*?)<\/text>/g)].map(([, inner]) =>
+    inner!.replace(/<[^>]+>/g, '').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&').trim(),
+  );
+}
+
+/** What a figure says, in 12 hex digits: a hash of its <title>, <desc> and <text>s. */
+export function fingerprintOf(svg: string): string {
+  const said = [/<title\b[^>]*>([^<]*)<\/title>/, /<desc\b[^>]*>([^<]*)<\/desc>/].map((element) => svg.match(element)?.[1] ?? '');
+  return createHash('sha256').update([...said, ...textsOf(svg)].join('\n')).digest('hex').slice(0, 12);
+}
