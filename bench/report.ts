@@ -274,7 +274,7 @@ function slowlorisTable(report: BenchReport): Table | null {
     title: 'Slowloris: a normal load beside clients that trickle their request heads',
     intro:
       `K connections send a request head one byte a second and never finish it (bench/trickle.ts); whenever the server closes one, a new one takes its place 0.1 s later, as an attacker's would. ` +
-      `The servers run with --request-timeout ${slowRequestTimeout} (nginx: client_header_timeout ${slowRequestTimeout}s): a head not complete ${slowRequestTimeout} s after its first byte gets a 408. ` +
+      `The servers run with --request-timeout ${slowRequestTimeout} (nginx: client_header_timeout ${slowRequestTimeout}s): a head not complete ${slowRequestTimeout} s after its first byte gets a 408 and a close (nginx closes it without an answer). ` +
       `Once the K are open, ${NORMAL_LOAD_CONNECTIONS} keep-alive connections (the normal load) ask for GET /index.html for ${slowSeconds} s, and a new client connects every half second ("newcomers"), each waiting at most until the window ends. ` +
       'served = answered with a 2xx of attempted (wrk\'s timeouts and connection errors count as attempted); "closed tricklers" says what the server answered the trickling connections it closed.',
     header: ['server', 'trickling (K)', 'normal load served', 'requests/s', 'p99 ms', 'errors', 'newcomers served', 'longest newcomer wait ms', 'closed tricklers'],

@@ -3,8 +3,8 @@
  * pool variants and the references (node:http; nginx with one worker, as it comes and with
  * open_file_cache; a C epoll loop, the ceiling) side by side, in one run on one machine.
  *
- *   npm run bench                          everything (about 20 minutes on 2 cores; at most 3 more when busy)
- *   npm run bench -- --quick               nearly everything, briefly (about three minutes)
+ *   npm run bench                          everything (about 21 minutes on 2 cores; at most 3 more when busy)
+ *   npm run bench -- --quick               nearly everything, briefly (about four minutes)
  *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
  *   npm run bench -- --update-readme       copy the last results into both READMEs
  *

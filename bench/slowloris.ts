@@ -10,6 +10,7 @@
  * connection), past descriptor 1023 for 05 (select's FD_SETSIZE), thousands for the others.
  */
 import { delay, exited, spawnChild, stopTree } from './children.ts';
+import { descriptorLimit } from './crowd.ts';
 import { readEvent } from './holder.ts';
 import { getOnNewConnection } from './http-probe.ts';
 import { NORMAL_LOAD_CONNECTIONS } from './report.ts';
@@ -23,6 +24,8 @@ const NEWCOMER_EVERY_MS = 500;
 const MANY = { full: 3000, quick: 1100 };
 /** Past descriptor 1023: select() watches descriptors 0 to 1023 only. */
 const PAST_SELECT = 1100;
+/** Descriptors kept back from the limit for the server's own and the normal load's (the server and the trickler each hold one per trickling connection). */
+const DESCRIPTORS_KEPT = 200;
 
 /** The servers this lesson is about: the seven models (their pools are fixed counts) and nginx. */
 function inScope(server: ServerSpec): boolean {
@@ -36,8 +39,8 @@ function shapeFor(server: ServerSpec, settings: Settings): { tricklers: number; 
     // 01 and 02 at the bench's cap for them, and half as many again trickling.
     return { tricklers: Math.ceil(server.cap.connections * 1.5), launch: { ...launch, maxClients: server.cap.connections } };
   }
-  if (server.crowdLimit?.descriptorsBelow !== undefined) return { tricklers: PAST_SELECT, launch };
-  return { tricklers: settings.quick ? MANY.quick : MANY.full, launch };
+  const many = server.crowdLimit?.descriptorsBelow !== undefined ? PAST_SELECT : settings.quick ? MANY.quick : MANY.full;
+  return { tricklers: Math.min(many, descriptorLimit() - DESCRIPTORS_KEPT), launch };
 }
 
 function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Settings): { steps: Step[]; skips: [] } {
