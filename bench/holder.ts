@@ -55,8 +55,8 @@ export function startHolder(port: number, count: number, timeoutMs: number): { h
   return { holder, ready };
 }
 
-/** The next JSON line with this `event` the holder prints. */
-function readEvent(holder: ChildProcess, event: string, timeoutMs: number): Promise<Record<string, unknown>> {
+/** The next JSON line with this `event` a child of the bench (the holder, the trickler) prints. */
+export function readEvent(holder: ChildProcess, event: string, timeoutMs: number): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     let buffered = '';
     let errors = '';
@@ -70,8 +70,8 @@ function readEvent(holder: ChildProcess, event: string, timeoutMs: number): Prom
       }
     };
     const onError = (chunk: Buffer) => (errors += chunk.toString());
-    const onExit = () => finish(() => reject(new Error(`the connection holder exited: ${errors.trim().slice(0, 300)}`)));
-    const timer = setTimeout(() => finish(() => reject(new Error(`the connection holder sent no '${event}' in ${timeoutMs / 1000} s`))), timeoutMs);
+    const onExit = () => finish(() => reject(new Error(`the bench's child exited: ${errors.trim().slice(0, 300)}`)));
+    const timer = setTimeout(() => finish(() => reject(new Error(`the bench's child sent no '${event}' in ${timeoutMs / 1000} s`))), timeoutMs);
     const finish = (settle: () => void) => {
       clearTimeout(timer);
       holder.stdout!.off('data', onData);

@@ -35,6 +35,8 @@ export interface LoadResult {
   errors: number;
   /** What the errors were, e.g. "12 timeouts, 3 non-2xx"; empty when none. */
   errorSummary: string;
+  /** Of the errors, responses that came with a status other than 2xx (answered, but not served). */
+  non2xx: number;
   /** CPU the generator itself used, in percent of one core. */
   generatorCpuPercent: number;
   /** The same as CPU seconds (user + system), to set beside the server's per request. */
@@ -165,9 +167,10 @@ interface AutocannonSummary {
   non2xx: number;
 }
 
-function errorsOf(counts: [number, string][]): Pick<LoadResult, 'errors' | 'errorSummary'> {
+function errorsOf(counts: [number, string][]): Pick<LoadResult, 'errors' | 'errorSummary' | 'non2xx'> {
   const nonZero = counts.filter(([count]) => count > 0);
   return {
+    non2xx: counts.filter(([, what]) => what === 'non-2xx').reduce((total, [count]) => total + count, 0),
     errors: nonZero.reduce((total, [count]) => total + count, 0),
     errorSummary: nonZero.map(([count, what]) => `${count} ${what}`).join(', '),
   };

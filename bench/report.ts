@@ -9,7 +9,7 @@ import { PATIENCE_MS } from './proc.ts';
 import { MODELS, type Skipped } from './servers.ts';
 import { DISTURBED_PERCENT, restOfMachine, type Measured } from './session.ts';
 import { BIG_FILE_MIB } from './site.ts';
-import type { CrowdLoad, CrowdRow, IdleRow, LoadRow, LoadScenario, Results, ScenarioName, Settings } from './types.ts';
+import type { CrowdLoad, CrowdRow, IdleRow, LoadRow, LoadScenario, Results, ScenarioName, Settings, SlowRow } from './types.ts';
 
 export interface MachineInfo {
   cpu: string;
@@ -282,6 +282,46 @@ function crowdReachTable(report: BenchReport): Table | null {
   };
 }
 
+/** The slowloris scenario's newcomers: how many were answered, and the longest any of those waited. */
+export function newcomersServed(row: SlowRow): { served: number; tried: number; longestMs: number | null } {
+  const waits = row.newcomers.flatMap((newcomer) => (newcomer.waitedMs === null ? [] : [newcomer.waitedMs]));
+  return { served: waits.length, tried: row.newcomers.length, longestMs: waits.length === 0 ? null : Math.max(...waits) };
+}
+
+function slowlorisTable(report: BenchReport): Table | null {
+  const rows = report.results.slowloris ?? [];
+  if (rows.length === 0) return null;
+  const { slowSeconds, slowRequestTimeout } = report.settings;
+  return {
+    title: 'Slowloris: a normal load beside clients that trickle their request heads',
+    intro:
+      `K connections send a request head one byte a second and never finish it (bench/trickle.ts); whenever the server closes one, a new one takes its place 0.1 s later, as an attacker's would. ` +
+      `The servers run with --request-timeout ${slowRequestTimeout} (nginx: client_header_timeout ${slowRequestTimeout}s): a head not complete ${slowRequestTimeout} s after its first byte gets a 408 and a close (nginx closes it without an answer). ` +
+      `Once the K are open, ${NORMAL_LOAD_CONNECTIONS} keep-alive connections (the normal load) ask for GET /index.html for ${slowSeconds} s, and a new client connects every half second ("newcomers"), each waiting at most until the window ends. ` +
+      'served = answered with a 2xx of attempted (wrk\'s timeouts and connection errors count as attempted); "closed tricklers" says what the server answered the trickling connections it closed.',
+    header: ['server', 'trickling (K)', 'normal load served', 'requests/s', 'p99 ms', 'errors', 'newcomers served', 'longest newcomer wait ms', 'closed tricklers'],
+    rows: rows.map((row) => {
+      const newcomers = newcomersServed(row);
+      const closes = Object.entries(row.closes).map(([what, count]) => `${whole(count)} × ${what}`).join(', ');
+      return [
+        labelOf(report, row.server),
+        whole(row.tricklers),
+        // wrk counts no request still waiting when its window ends: with none answered and none failed, each connection's first request waited the whole window.
+        row.attempted === 0 ? `none answered in ${slowSeconds} s (0%)` : `${whole(row.answered)} of ${whole(row.attempted)} (${percent((100 * row.answered) / row.attempted)})`,
+        requestsPerSecond(row.load.requestsPerSecond),
+        milliseconds(row.answered > 0 ? row.load.p99Ms : null),
+        row.load.errors === 0 ? '0' : row.load.errorSummary,
+        `${newcomers.served} of ${newcomers.tried}`,
+        milliseconds(newcomers.longestMs),
+        closes === '' ? 'none' : closes,
+      ];
+    }),
+  };
+}
+
+/** The normal load's connections in the slowloris scenario (bench/slowloris.ts uses the same). */
+export const NORMAL_LOAD_CONNECTIONS = 10;
+
 /** The README is bilingual: the summary and the targets come in English and in Chinese. */
 export type Language = 'en' | 'zh';
 
@@ -529,7 +569,7 @@ export function targetTable(report: BenchReport, language: Language = 'en'): Tab
 
 function tables(report: BenchReport): Table[] {
   const perScenario = (['keepalive', 'close', 'bigfile'] as const).map((scenario) => loadTable(report, scenario));
-  return [summaryTable(report), targetTable(report), ...perScenario, idleTable(report), crowdTable(report), crowdReachTable(report)].filter((table): table is Table => table !== null);
+  return [summaryTable(report), targetTable(report), ...perScenario, idleTable(report), crowdTable(report), crowdReachTable(report), slowlorisTable(report)].filter((table): table is Table => table !== null);
 }
 
 export function machineLine(report: BenchReport): string {

@@ -3,8 +3,8 @@
  * pool variants and the references (node:http; nginx with one worker, as it comes and with
  * open_file_cache; a C epoll loop, the ceiling) side by side, in one run on one machine.
  *
- *   npm run bench                          everything (about 20 minutes on 2 cores; at most 3 more when busy)
- *   npm run bench -- --quick               nearly everything, briefly (about three minutes)
+ *   npm run bench                          everything (about 21 minutes on 2 cores; at most 3 more when busy)
+ *   npm run bench -- --quick               nearly everything, briefly (about four minutes)
  *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
  *   npm run bench -- --update-readme       copy the last results into both READMEs, redraw the crowd figures
  *
@@ -25,6 +25,7 @@ import { cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport }
 import { PATIENCE_MS, Patience } from './proc.ts';
 import { baseScenarios } from './scenarios.ts';
 import { crowdScenario } from './crowd.ts';
+import { slowlorisScenario } from './slowloris.ts';
 import { measureInAlternation, pairedSteps } from './paired.ts';
 import { updateReadmes } from './readme.ts';
 import { MODELS, REFERENCE_IDS, discoverServers, type ServerChoices } from './servers.ts';
@@ -32,7 +33,7 @@ import { REPO_ROOT, prepareSite } from './site.ts';
 import type { Results, Scenario, ScenarioName, ServerSpec, Settings, Skip, Step } from './types.ts';
 
 /** Every scenario the bench knows, in the order a server meets them: a new one is a file and a line here. */
-const SCENARIO_SETS: Scenario[] = [baseScenarios, crowdScenario];
+const SCENARIO_SETS: Scenario[] = [baseScenarios, crowdScenario, slowlorisScenario];
 const SCENARIOS: ScenarioName[] = SCENARIO_SETS.flatMap((set) => [...set.names]);
 
 const HELP = `npm run bench -- [options]
@@ -44,7 +45,8 @@ const HELP = `npm run bench -- [options]
                      ceiling, js the JS floor)
   --scenario NAME    only these scenarios: ${SCENARIOS.join(', ')}
   --quick            1 s measurements, keep-alive at 10 and 100 connections, 1,000 idle, no large file,
-                     a crowd of 0 and 1,000, 01/02 capped at 10, one start per server (about three minutes)
+                     a crowd of 0 and 1,000, 01/02 capped at 10, one start per server, slowloris with
+                     a 3 s request deadline and a 6 s window (about four minutes)
   --duration S       seconds per measurement (default 5; 1 with --quick)
   --pool N           workers for the --pool variants of 01 and 02 (default 16)
   --generator NAME   wrk or autocannon (default: wrk when on PATH)
@@ -105,6 +107,9 @@ function parseOptions(argv: string[]): Options {
         { active: 1, seconds: wholeNumber('--duration', values.duration, quick ? 1 : 2, 1, 600) },
         { active: 10, seconds: wholeNumber('--duration', values.duration, 1, 1, 600) },
       ],
+      // A request deadline short enough that one window shows the starvation and its end.
+      slowRequestTimeout: quick ? 3 : 10,
+      slowSeconds: quick ? 6 : 16,
     },
     choices: {
       poolSize: wholeNumber('--pool', values.pool, 16, 1, 256),
@@ -175,7 +180,7 @@ function progressReporter(total: number): (step: Step, detail: string) => void {
     last = step;
     const elapsed = Math.round((Date.now() - started) / 1000);
     const clock = `${Math.floor(elapsed / 60)}:${String(elapsed % 60).padStart(2, '0')}`;
-    const what = step.scenario === 'c10k' || step.scenario === 'crowd' ? `${step.scenario} ${step.connections.toLocaleString('en')} idle` : `${step.scenario} c=${step.connections}`;
+    const what = step.scenario === 'c10k' || step.scenario === 'crowd' ? `${step.scenario} ${step.connections.toLocaleString('en')} idle` : step.scenario === 'slowloris' ? `slowloris ${step.connections.toLocaleString('en')} trickling` : `${step.scenario} c=${step.connections}`;
     const line = `[${String(done + 1).padStart(String(total).length)}/${total} ${clock}] ${step.server.label} · ${what} · ${detail}`;
     process.stderr.write(process.stderr.isTTY ? `\r\x1b[K${line}` : `${line}\n`);
   };

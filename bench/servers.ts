@@ -20,7 +20,7 @@ import type { ChildProcess } from 'node:child_process';
 import { delay, exited, spawnChild, stopTree } from './children.ts';
 import { waitUntilQuiet } from './proc.ts';
 import { REPO_ROOT, SMALL_PAGE, type Site } from './site.ts';
-import type { RunningServer, ServerSpec } from './types.ts';
+import type { LaunchOptions, RunningServer, ServerSpec } from './types.ts';
 
 export interface Skipped {
   id: string;
@@ -100,7 +100,7 @@ export async function discoverServers(choices: ServerChoices, wanted: (id: strin
       freshWorkerPerConnection: cap !== null,
       only: null,
       note: cap === null ? null : `${id}: capped at ${cap.connections.toLocaleString('en')} connections in every scenario (${model.capWhy}).`,
-      launch: (site) => launchScript(file, [], site),
+      launch: (site, options) => launchScript(file, [], site, options),
     });
     if (!/--pool\b/.test(help.text)) {
       if (model.cap !== undefined) skipped.push({ id: `${model.number}-pool`, reason: `${file} has no --pool flag yet` });
@@ -116,7 +116,7 @@ export async function discoverServers(choices: ServerChoices, wanted: (id: strin
       only: null,
       cap: { connections: choices.poolSize, why: `its ${choices.poolSize} workers serve ${choices.poolSize} connections at a time, and the others wait as long as those stay open` },
       note: `${id} --pool ${choices.poolSize}: ${choices.poolSize} workers started up front, each serving one connection at a time.`,
-      launch: (site) => launchScript(file, poolArgs, site),
+      launch: (site, options) => launchScript(file, poolArgs, site, options),
     });
   });
   servers.push(...referenceServers(wanted, skipped));
@@ -160,12 +160,12 @@ function referenceServers(wanted: (id: string) => boolean, skipped: Skipped[]): 
       why: `nginx's worker_connections (${NGINX_WORKER_CONNECTIONS.toLocaleString('en')} in the bench's nginx.conf): once fewer than 1/16 of them are free, nginx closes idle keep-alive connections to reuse them, so it keeps at most ${keeps.toLocaleString('en')} open`,
     };
     servers.push(
-      reference('nginx', 'nginx, 1 worker (reference)', `nginx (reference): ${common}; open_file_cache off (nginx's default).`, (site) => launchNginx(nginx.binary, site, false), null, crowdLimit),
+      reference('nginx', 'nginx, 1 worker (reference)', `nginx (reference): ${common}; open_file_cache off (nginx's default).`, (site, options) => launchNginx(nginx.binary, site, false, options), null, crowdLimit),
       reference(
         'nginx-cache',
         'nginx, 1 worker, open_file_cache (reference)',
         `nginx-cache (reference): the same with open_file_cache on (${NGINX_OPEN_FILE_CACHE.join('; ')}): open descriptors and sizes are kept and checked again each second, as our small-file cache is. A large file and idle connections cost it what they cost nginx, so it skips bigfile and c10k.`,
-        (site) => launchNginx(nginx.binary, site, true),
+        (site, options) => launchNginx(nginx.binary, site, true, options),
         { scenarios: ['keepalive', 'close', 'crowd'], why: 'a large file and idle connections cost it what they cost nginx (measured there)' },
         crowdLimit,
       ),
@@ -262,8 +262,10 @@ function captureOutput(child: ChildProcess): CapturedOutput {
   };
 }
 
-async function launchScript(file: string, extraArgs: string[], site: Site): Promise<RunningServer> {
+async function launchScript(file: string, extraArgs: string[], site: Site, options: LaunchOptions = {}): Promise<RunningServer> {
   const args = ['--import', 'tsx', file, '--port', '0', '--idle-timeout', String(IDLE_TIMEOUT_SECONDS), '--root', site.root];
+  if (options.requestTimeoutSeconds !== undefined) args.push('--request-timeout', String(options.requestTimeoutSeconds));
+  if (options.maxClients !== undefined) args.push('--max-clients', String(options.maxClients));
   return fromStartLine(spawnChild(process.execPath, [...args, ...extraArgs], { cwd: REPO_ROOT }), 60_000);
 }
 
@@ -312,10 +314,12 @@ export function which(command: string): string | null {
  */
 const NGINX_OPEN_FILE_CACHE = ['open_file_cache max=1000 inactive=60s', 'open_file_cache_valid 1s', 'open_file_cache_min_uses 1', 'open_file_cache_errors on'];
 
-function nginxConfig(prefix: string, port: number, root: string, openFileCache: boolean): string {
+function nginxConfig(prefix: string, port: number, root: string, openFileCache: boolean, options: LaunchOptions): string {
   const mimeTypes = existsSync('/etc/nginx/mime.types') ? 'include /etc/nginx/mime.types;' : 'types { text/html html; }';
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `${kind}_temp_path ${prefix}/${kind};`);
   const cache = openFileCache ? NGINX_OPEN_FILE_CACHE.map((line) => `${line};`) : [];
+  // The request deadline: nginx answers 408 when a head is not complete this long after it began.
+  const deadline = options.requestTimeoutSeconds === undefined ? [] : [`client_header_timeout ${options.requestTimeoutSeconds}s;`];
   return `# written by bench/servers.ts for one benchmark run
 daemon off;
 worker_processes 1;
@@ -330,7 +334,7 @@ http {
   sendfile on;
   keepalive_timeout ${IDLE_TIMEOUT_SECONDS}s;
   keepalive_requests 1000000;
-  ${[...temp, ...cache].join('\n  ')}
+  ${[...temp, ...cache, ...deadline].join('\n  ')}
   server {
     listen 127.0.0.1:${port};
     root ${root};
@@ -340,11 +344,11 @@ http {
 `;
 }
 
-async function launchNginx(binary: string, site: Site, openFileCache: boolean): Promise<RunningServer> {
+async function launchNginx(binary: string, site: Site, openFileCache: boolean, options: LaunchOptions = {}): Promise<RunningServer> {
   const prefix = mkdtempSync(path.join(os.tmpdir(), 'bench-nginx-'));
   const port = await freePort();
   const config = path.join(prefix, 'nginx.conf');
-  writeFileSync(config, nginxConfig(prefix, port, site.root, openFileCache));
+  writeFileSync(config, nginxConfig(prefix, port, site.root, openFileCache, options));
   const child = spawnChild(binary, ['-p', prefix, '-c', config, '-e', path.join(prefix, 'error.log')]);
   const output = captureOutput(child);
   const stop = async () => {

@@ -8,7 +8,7 @@ import type { LoadGenerator, LoadResult } from './load.ts';
 import type { Patience, WindowUsage } from './proc.ts';
 import type { Site } from './site.ts';
 
-export type ScenarioName = 'keepalive' | 'close' | 'bigfile' | 'c10k' | 'crowd';
+export type ScenarioName = 'keepalive' | 'close' | 'bigfile' | 'c10k' | 'crowd' | 'slowloris';
 export type LoadScenario = 'keepalive' | 'close' | 'bigfile';
 
 export interface RunningServer {
@@ -49,7 +49,15 @@ export interface ServerSpec {
   only: { scenarios: ScenarioName[]; why: string } | null;
   /** Said in the report under the tables. */
   note: string | null;
-  launch(site: Site): Promise<RunningServer>;
+  launch(site: Site, options?: LaunchOptions): Promise<RunningServer>;
+}
+
+/** How a scenario may want a server started, beyond the bench's usual flags. */
+export interface LaunchOptions {
+  /** Seconds a request head may take from its first byte (--request-timeout; nginx: client_header_timeout). */
+  requestTimeoutSeconds?: number;
+  /** 01 and 02: processes or threads at once (--max-clients). */
+  maxClients?: number;
 }
 
 export interface Settings {
@@ -68,6 +76,9 @@ export interface Settings {
   crowdLevels: number[];
   /** Light first: the claims are read on it (bench/report.ts). */
   crowdLoads: CrowdLoad[];
+  /** The slowloris scenario (bench/slowloris.ts): the servers' request deadline, and the length of the normal load's window. */
+  slowRequestTimeout: number;
+  slowSeconds: number;
 }
 
 /** One load of the crowd scenario: `active` busy keep-alive connections for `seconds`. */
@@ -132,6 +143,25 @@ export interface CrowdRow {
   usage: WindowUsage;
 }
 
+/** The slowloris scenario: a normal keep-alive load while `tricklers` connections send their heads one byte a second. */
+export interface SlowRow {
+  server: string;
+  tricklers: number;
+  /** The server's request deadline in this scenario, in seconds. */
+  requestTimeout: number;
+  /** Trickling connections open when the load began (connected; not all were accepted). */
+  openAtStart: number;
+  /** How the server closed trickling connections during the run ("408": 120), each replaced by a new one. */
+  closes: Record<string, number>;
+  load: LoadResult;
+  /** Requests the load attempted: answered, plus those that failed (timeouts, resets, connect errors). */
+  attempted: number;
+  /** Answered with a 2xx. */
+  answered: number;
+  /** A new client every half second beside the load: how long each waited for its whole answer (null: it got none). */
+  newcomers: { sentAtMs: number; waitedMs: number | null; outcome: string }[];
+}
+
 /** How far the crowd scenario got with one server, and what stopped it there. */
 export interface CrowdReach {
   server: string;
@@ -159,6 +189,8 @@ export interface Results {
   /** The crowd scenario (absent in older results). */
   crowd?: CrowdRow[];
   crowdReach?: CrowdReach[];
+  /** The slowloris scenario (absent in older results). */
+  slowloris?: SlowRow[];
   skips: Skip[];
 }
 

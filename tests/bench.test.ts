@@ -112,7 +112,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
   const out = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
   try {
     const models = ['03-coroutine', 'node-http', 'nginx-cache', 'c-ceiling', 'js-floor'].join(',');
-    const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--model', models, '--scenario', 'keepalive,c10k,crowd', '--duration', '1', '--out', out];
+    const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--model', models, '--scenario', 'keepalive,c10k,crowd,slowloris', '--duration', '1', '--out', out];
     const { stdout, stderr } = await run(process.execPath, args, { cwd: REPO_ROOT, timeout: 140_000 });
     assert.match(stdout, /^Machine: .+ cores, .+ Node v\d+/m, 'the terminal output names the machine');
 
@@ -120,7 +120,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     assert.match(markdown, /^# Benchmark/m);
     assert.match(markdown, /^- \*\*Machine:\*\* .+, \d+ cores, .+Node v\d+/m, 'the report names the machine');
     assert.match(markdown, /^- \*\*Load generator:\*\* (wrk|autocannon)/m, 'the report names the load generator');
-    assert.match(markdown, /^- \*\*Command:\*\* `.*--scenario keepalive,c10k,crowd.*`$/m, 'the report says how it was made');
+    assert.match(markdown, /^- \*\*Command:\*\* `.*--scenario keepalive,c10k,crowd,slowloris.*`$/m, 'the report says how it was made');
     assert.match(markdown, /!\[[^\]]*\]\(latest\.svg\)/, 'the report shows the chart');
 
     // The keep-alive table: a header, an alignment row, then rows with a number of requests/s
@@ -187,6 +187,17 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     assert.match(crowdSvgInChinese, / lang="zh-CN"/);
     assert.ok(crowdSvgInChinese.includes(`the fingerprint ${fingerprintOf(crowdSvg)} `), 'the Chinese crowd figure records the English one\'s fingerprint');
     assert.equal(textsOf(crowdSvgInChinese).length, textsOf(crowdSvg).length, 'one Chinese label for each English one');
+
+    // Slowloris: 1,100 connections trickle their heads beside a normal load; 03 serves the load
+    // and every newcomer, and closes the tricklers with a 408 at the short deadline the bench set.
+    const slow = table(markdown, 'Slowloris');
+    assert.deepEqual(slow.rows.map((cells) => cells[0]), ['03-coroutine'], 'the models and nginx only (not the references that serve one page)');
+    const slowRow = slow.rows[0]!;
+    const cell = (title: string) => slowRow[slow.header.indexOf(title)]!;
+    assert.equal(cell('trickling (K)'), '1,100');
+    assert.match(cell('normal load served'), /^[\d,]+ of [\d,]+ \(100%\)$/, `the normal load served: ${slowRow.join(' | ')}`);
+    assert.match(cell('newcomers served'), /^(\d+) of \1$/, `every newcomer served: ${slowRow.join(' | ')}`);
+    assert.match(cell('closed tricklers'), /[\d,]+ × 408/, `the deadline closed the tricklers with a 408: ${slowRow.join(' | ')}`);
 
     const svg = readFileSync(path.join(out, 'latest.svg'), 'utf8');
     assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
