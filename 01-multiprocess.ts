@@ -31,8 +31,8 @@
  *     per connection, gone (not left as zombies, state Z) once its client leaves.
  *   - `npx tsx 01-multiprocess.ts --trace`: the parent's accept4, the child started for the
  *     descriptor, the parent's close of its copy, then the child's own blocking calls, marked with
- *     its pid. From outside, `strace -f -e trace=accept4,clone,execve,recvfrom,sendto,sendfile,close
- *     -p PID` shows the same, with the clone and execve that start the child.
+ *     its pid. The same from outside, with the clone and execve that start the child:
+ *     `strace -f -e trace=accept4,clone,execve,recvfrom,sendto,sendfile,close -p PID`.
  *
  * The price. Up to Python 3.13, multiprocessing on Linux forks: the child shares its parent's
  * memory pages and is ready at once. The article's server then answers a new client's first

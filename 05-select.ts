@@ -10,9 +10,9 @@
  *
  * What to watch while it runs (PID is in the start line):
  *  - `npx tsx 05-select.ts --trace`: every select() call carries the whole list of sockets in,
- *    and the ready ones out, as bit sets. From outside: `strace -p PID -e
- *    trace=pselect6,accept4,recvfrom,sendto` (glibc makes select() the pselect6 system call, on
- *    x86-64 and arm64 alike).
+ *    and the ready ones out, as bit sets. From outside:
+ *    `strace -p PID -e trace=pselect6,accept4,recvfrom,sendto` (glibc makes select() the
+ *    pselect6 system call, on x86-64 and arm64 alike).
  *  - `ls /proc/PID/fd | wc -l`: one descriptor per client. Open more than a thousand
  *    connections and watch the limit below at work (the log says so).
  *
