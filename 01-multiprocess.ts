@@ -29,8 +29,10 @@
  *     a client socket, however many clients came and went. In a child, fd 3 is its client.
  *   - `ps --forest -o pid,stat,rss,args -g PID` while a few clients are connected: one child
  *     per connection, gone (not left as zombies, state Z) once its client leaves.
- *   - `strace -f -e trace=accept4,clone,execve,recvfrom,sendto,sendfile,close -p PID`: the
- *     parent's accept4 and clone, then a child's execve, its blocking reads and sendfile.
+ *   - `npx tsx 01-multiprocess.ts --trace`: the parent's accept4, the child started for the
+ *     descriptor, the parent's close of its copy, then the child's own blocking calls, marked with
+ *     its pid. The same from outside, with the clone and execve that start the child:
+ *     `strace -f -e trace=accept4,clone,execve,recvfrom,sendto,sendfile,close -p PID`.
  *
  * The price. Up to Python 3.13, multiprocessing on Linux forks: the child shares its parent's
  * memory pages and is ready at once. The article's server then answers a new client's first
@@ -69,6 +71,7 @@ import { Outbox } from './shared/outbox.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { StaticSite } from './shared/static-site.ts';
 import { childEnvironment, compiledCopyOf } from './shared/compiled-self.ts';
+import { traceSystemCalls } from './shared/trace-calls.ts';
 
 const MODEL = '01-multiprocess';
 const FLAGS: ExtraFlag[] = [
@@ -80,6 +83,8 @@ const FLAGS: ExtraFlag[] = [
   { name: 'parent-pid', valueName: 'PID', help: 'the process that started this one', default: 0, min: 1, max: 4194304, hidden: true },
 ];
 const options = parseCommandLine(MODEL, 'one OS process per connection (or a prefork pool with --pool N)', FLAGS);
+// --trace: each call narrated on stderr; a child's lines carry its pid, and it writes them at once.
+if (options.trace) traceSystemCalls(options.extra['parent-pid'] ? { prefix: `[pid ${process.pid}] `, blocking: true } : {});
 
 /** The descriptor number a child finds its socket on: stdio slot 3, after stdin/out/err. */
 const INHERITED_FD = 3;
@@ -191,6 +196,7 @@ function childArguments(thisFile: string, role: string[]): string[] {
     '--idle-timeout', String(options.idleTimeoutMs / 1000),
     '--request-timeout', String(options.requestTimeoutMs / 1000),
     ...(isVerbose() ? ['--verbose'] : []),
+    ...(options.trace ? ['--trace'] : []),
   ];
 }
 

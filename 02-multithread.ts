@@ -23,7 +23,8 @@
  *                                   worker thread runs an event loop of its own)
  *     ls -l /proc/PID/task/TID/fd   ...and every thread (TID from ps -T) sees that same table
  *     grep -E 'Threads|VmRSS' /proc/PID/status
- *     strace -f -e trace=accept4,recvfrom,sendto,shutdown,close -p PID
+ *     npx tsx 02-multithread.ts --trace   accept4, the thread started, its calls on that same fd
+ *     strace -f -e trace=accept4,recvfrom,sendto,shutdown,close -p PID      (the same, from outside)
  *
  * What a thread costs here (2-core machine, Node 20; Python 3 on the same machine for comparison):
  *                                              02-multithread        Python threading.Thread
@@ -57,6 +58,7 @@ import { handleRequest, serviceUnavailable } from './shared/handle-request.ts';
 import { StaticSite } from './shared/static-site.ts';
 import { Outbox } from './shared/outbox.ts';
 import { compiledCopyOf } from './shared/compiled-self.ts';
+import { traceSystemCalls } from './shared/trace-calls.ts';
 
 const MODEL = '02-multithread';
 const SUMMARY = 'a static-file HTTP server that serves each connection on its own thread';
@@ -245,6 +247,7 @@ function report(message: WorkerReport): void {
 function runWorker({ options, job }: WorkerStart): void {
   // Each isolate has its own copy of every module, so shared/log.ts must learn our name again.
   configureLog(options.model, options.verbose);
+  if (options.trace) traceSystemCalls({ prefix: `[thread ${threadId}] `, blocking: true }); // --trace
   // ...and its own file cache: a thread-per-connection worker starts with a cold one.
   const site = new StaticSite(options.root);
   if (job !== null) {
@@ -265,6 +268,7 @@ let stopping = false;
 
 async function main(): Promise<void> {
   const options = parseCommandLine(MODEL, SUMMARY, [MAX_CLIENTS_FLAG, POOL_FLAG]);
+  if (options.trace) traceSystemCalls(); // --trace: each call narrated on stderr, the threads' too
 
   // socket(), setsockopt(SO_REUSEADDR), bind(), listen(128): as in the article.
   let server: Socket;

@@ -29,8 +29,10 @@
  *   - `ps -T -p PID`: the same handful of Node threads whether 1 or 1000 clients are connected
  *     (compare 02-multithread.ts). A parked coroutine and its socket cost a few KiB, not a thread.
  *   - `ls -l /proc/PID/fd`: one socket per connected client, nothing else grows.
- *   - `strace -f -e trace=epoll_pwait,accept4,read,write -p PID`: libuv's loop, the one that
- *     05-select.ts and 06-epoll.ts write by hand, doing the waiting for every coroutine at once.
+ *   - `npx tsx 03-coroutine.ts --trace`: where each coroutine parks (its awaits) and what it
+ *     resumes with. From outside, `strace -f -e trace=epoll_pwait,accept4,read,write -p PID` shows
+ *     libuv's loop, the one that 05-select.ts and 06-epoll.ts write by hand, doing the waiting for
+ *     every coroutine at once.
  *   - A download of a big file with a slow reader (`curl --limit-rate 100k`) parks only its own
  *     coroutine: everybody else is still answered at once.
  *
@@ -44,6 +46,7 @@ import { debug, describeError, formatAddress, isVerbose, log } from './shared/lo
 import { handleRequest, type FileBody } from './shared/handle-request.ts';
 import { RequestReader } from './shared/request-reader.ts';
 import { StaticSite } from './shared/static-site.ts';
+import { narrateCoroutines } from './shared/trace.ts';
 
 const options = parseCommandLine('03-coroutine', 'one coroutine (async function) per connection, on node:net');
 const site = new StaticSite(options.root);
@@ -337,6 +340,7 @@ function describeDrop(error: unknown): string {
 const server = net.createServer({ noDelay: true }, (socket) => {
   void serveClient(socket);
 });
+if (options.trace) narrateCoroutines(server, CoroutineSocket.prototype); // --trace: every await, on stderr
 
 server.on('error', (error: NodeJS.ErrnoException) => {
   // Before listening, an error means we could not bind: one line and exit 2.

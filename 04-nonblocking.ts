@@ -12,8 +12,10 @@
  * What to watch while it runs (PID is in the start line):
  *  - With --verbose, once per second: "last 1.0 s: 93 passes, 93 accept() EAGAIN, 186 recv()
  *    EAGAIN" (two quiet clients). Almost every question the loop asks is answered "not yet".
- *  - `strace -p PID -e trace=accept4,recvfrom,sendto`: a steady rain of calls failing with
- *    EAGAIN, even when nobody is connected (recv and send show up as recvfrom and sendto).
+ *  - `npx tsx 04-nonblocking.ts --trace`: each pass's calls, nearly all failing with EAGAIN, and
+ *    a line that sums the pass up. From outside, `strace -p PID -e trace=accept4,recvfrom,sendto`
+ *    shows the same steady rain, even when nobody is connected (recv and send are recvfrom and
+ *    sendto there).
  *  - `top -p PID` with `--interval 1`: the CPU a polling loop burns while it waits.
  *
  * A blocking recv() waits until its one client sends something, which is why 01–03 give each
@@ -46,6 +48,7 @@ import { RequestReader } from './shared/request-reader.ts';
 import { handleRequest } from './shared/handle-request.ts';
 import { Outbox } from './shared/outbox.ts';
 import { StaticSite } from './shared/static-site.ts';
+import { traceSystemCalls } from './shared/trace-calls.ts';
 
 /** Bytes asked of one recv(). One buffer serves every connection, in turn. */
 const RECEIVE_BUFFER_BYTES = 64 * 1024;
@@ -101,6 +104,7 @@ class Client {
 // ---------------------------------------------------------------------------------------
 const options = parseCommandLine('04-nonblocking', 'one thread polling non-blocking sockets', [INTERVAL_FLAG]);
 const intervalMs = options.extra[INTERVAL_FLAG.name]!;
+if (options.trace) traceSystemCalls({ passPauseMs: intervalMs }); // --trace: each pass narrated on stderr
 const verbose = isVerbose();
 const site = new StaticSite(options.root);
 

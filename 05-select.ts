@@ -9,9 +9,10 @@
  *     npx tsx 05-select.ts --help         # --port, --host, --root, --idle-timeout, --request-timeout
  *
  * What to watch while it runs (PID is in the start line):
- *  - `strace -p PID -e trace=pselect6,accept4,recvfrom,sendto`: every select() call (glibc
- *    makes it the pselect6 system call, on x86-64 and arm64 alike) carries the whole list of
- *    sockets in, and the ready ones out, as bit sets.
+ *  - `npx tsx 05-select.ts --trace`: every select() call carries the whole list of sockets in,
+ *    and the ready ones out, as bit sets. From outside:
+ *    `strace -p PID -e trace=pselect6,accept4,recvfrom,sendto` (glibc makes select() the
+ *    pselect6 system call, on x86-64 and arm64 alike).
  *  - `ls /proc/PID/fd | wc -l`: one descriptor per client. Open more than a thousand
  *    connections and watch the limit below at work (the log says so).
  *
@@ -48,6 +49,7 @@ import { RequestReader } from './shared/request-reader.ts';
 import { handleRequest, serviceUnavailable } from './shared/handle-request.ts';
 import { Outbox } from './shared/outbox.ts';
 import { StaticSite } from './shared/static-site.ts';
+import { traceSystemCalls } from './shared/trace-calls.ts';
 
 /** Bytes asked of one recv(). One buffer serves every connection, in turn. */
 const RECEIVE_BUFFER_BYTES = 64 * 1024;
@@ -95,6 +97,7 @@ class Client {
 // Start: the listening socket, non-blocking, as in the article.
 // ---------------------------------------------------------------------------------------
 const options = parseCommandLine('05-select', 'one thread, select() over every connection');
+if (options.trace) traceSystemCalls(); // --trace: each call below narrates itself on stderr
 const verbose = isVerbose();
 const site = new StaticSite(options.root);
 

@@ -15,9 +15,10 @@
  *    listening socket and one per client, with the events watched, in hex: 19 is EPOLLIN (1)
  *    plus EPOLLERR (8) and EPOLLHUP (10), which the kernel always adds; 1d adds EPOLLOUT (4).
  *    That is the interest list, read out of the kernel: it is not in this program's memory.
- *  - `strace -p PID -e trace=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,sendfile`: each
- *    epoll_wait returns exactly the sockets that are ready, however many are connected. (recv
- *    and send show up as recvfrom and sendto; libuv's own waits are epoll_pwait.) These are
+ *  - `npx tsx 06-epoll.ts --trace`: each epoll_wait returns exactly the sockets that are ready,
+ *    however many are connected. The same from outside:
+ *    `strace -p PID -e trace=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,sendfile` (recv
+ *    and send show up as recvfrom and sendto; libuv's own waits are epoll_pwait). These are
  *    x86-64's names: arm64 has no epoll_wait system call, and glibc's epoll_wait() makes an
  *    epoll_pwait there, so trace epoll_pwait and tell ours from libuv's by the EPFD.
  *
@@ -64,6 +65,7 @@ import { RequestReader } from './shared/request-reader.ts';
 import { handleRequest } from './shared/handle-request.ts';
 import { Outbox } from './shared/outbox.ts';
 import { StaticSite } from './shared/static-site.ts';
+import { traceSystemCalls } from './shared/trace-calls.ts';
 
 /** Bytes asked of one recv(). One buffer serves every connection, in turn. */
 const RECEIVE_BUFFER_BYTES = 64 * 1024;
@@ -113,6 +115,7 @@ class Client {
 // Start: the listening socket, non-blocking, registered with a new epoll instance.
 // ---------------------------------------------------------------------------------------
 const options = parseCommandLine('06-epoll', 'one thread, one epoll instance, every connection');
+if (options.trace) traceSystemCalls(); // --trace: each call below narrates itself on stderr
 const verbose = isVerbose();
 const site = new StaticSite(options.root);
 

@@ -19,7 +19,9 @@
  *    operations waiting in the kernel: one receive (op=27) per connection, one accept (op=13).
  *  - `grep io_uring /proc/PID/maps`: the rings and the SQE array, mapped shared (rw-s) into this
  *    process. (06 has no such line: epoll's lists stay inside the kernel.)
- *  - `strace -f -p PID -e trace=io_uring_enter,recvfrom,sendto,accept4`: no accept, recv or
+ *  - `npx tsx 07-io_uring.ts --trace`: each io_uring_enter with the operations it hands over and
+ *    a line per completion it brings back. From outside,
+ *    `strace -f -p PID -e trace=io_uring_enter,recvfrom,sendto,accept4` shows no accept, recv or
  *    send at all, only io_uring_enter, each handing over many operations at once (its second
  *    number) and collecting many results. Node's own loop adds an epoll_pwait now and then.
  *  - Ctrl+C prints how many requests were served with how many io_uring_enter calls.
@@ -68,6 +70,7 @@ import { RequestReader } from './shared/request-reader.ts';
 import { handleRequest } from './shared/handle-request.ts';
 import { Outbox } from './shared/outbox.ts';
 import { StaticSite } from './shared/static-site.ts';
+import { traceSystemCallsAndRing } from './shared/trace-ring.ts';
 
 /** Submission queue entries: how many operations can wait for one io_uring_enter. */
 const SUBMISSION_ENTRIES = 1024;
@@ -158,6 +161,7 @@ class Client {
 // Start: the ring, its buffers, and the listening socket.
 // ---------------------------------------------------------------------------------------
 const options = parseCommandLine('07-io_uring', 'one thread, one io_uring: submit operations, reap completions');
+if (options.trace) traceSystemCallsAndRing(); // --trace: each io_uring_enter narrates what went in and came out
 const verbose = isVerbose();
 const site = new StaticSite(options.root);
 

@@ -1,7 +1,7 @@
 /**
  * shared/cli.ts: the command line every model shares, and the start and stop of a server.
  *
- *   npx tsx 05-select.ts [--port N] [--host H] [--root DIR] [--idle-timeout S] [--request-timeout S] [--verbose]
+ *   npx tsx 05-select.ts [--port N] [--host H] [--root DIR] [--idle-timeout S] [--request-timeout S] [--verbose] [--trace]
  *
  * The article binds to all interfaces on port 7890 (or 8080). We keep 7890 for every model but
  * listen on 127.0.0.1 unless asked otherwise: a teaching server should not be reachable from
@@ -46,6 +46,8 @@ export interface ServerOptions {
   /** A request (head and body) must arrive within this of its first byte, or it gets a 408. */
   requestTimeoutMs: number;
   verbose: boolean;
+  /** Narrate the lesson's system calls on stderr (shared/trace.ts); decided once, at start. */
+  trace: boolean;
   /** Values of the model's own ExtraFlags, by name. */
   extra: Record<string, number>;
 }
@@ -76,6 +78,7 @@ export function parseArguments(
         'idle-timeout': { type: 'string' },
         'request-timeout': { type: 'string' },
         verbose: { type: 'boolean' },
+        trace: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...Object.fromEntries(extraFlags.map((flag) => [flag.name, { type: 'string' as const }])),
       },
@@ -102,6 +105,7 @@ export function parseArguments(
     requestTimeoutMs:
       1000 * parseWholeNumber('--request-timeout', values['request-timeout'] as string | undefined, DEFAULT_REQUEST_TIMEOUT_SECONDS, 1, 86400),
     verbose: values.verbose === true,
+    trace: values.trace === true,
     extra,
   };
 }
@@ -160,7 +164,12 @@ export function usage(model: string, summary: string, extraFlags: ExtraFlag[] = 
   for (const flag of extraFlags) {
     if (!flag.hidden) flags.push([`--${flag.name} ${flag.valueName}`, `${flag.help} (default ${flag.default})`]);
   }
-  flags.push(['--verbose', 'log every connection and request'], ['--help', 'show this help']);
+  flags.push(
+    ['--verbose', 'log every connection and request'],
+    ['--trace', 'narrate each system call of the lesson on stderr, strace-like: for a few'],
+    ['', 'connections by hand (it slows the server; past 1000 lines a second it drops lines)'],
+    ['--help', 'show this help'],
+  );
   const lines = [`${model}: ${summary}`, '', `usage: npx tsx ${model}.ts [options]`, ''];
   for (const [flag, meaning] of flags) lines.push(`  ${flag.padEnd(21)}${meaning}`);
   lines.push('');

@@ -94,6 +94,10 @@ const c = {
   strerror: libc.func('const char *strerror(int errnum)'),
 };
 
+// For shared/trace-calls.ts alone: given --trace, it swaps these for functions that narrate each
+// call. Without the flag nothing touches them.
+export { c as cFunctions };
+
 // ---------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------
@@ -103,6 +107,11 @@ for (const [name, value] of Object.entries(osConstants.errno)) {
   if (!errnoNames.has(value)) errnoNames.set(value, name);
 }
 
+/** The C name of an errno value: "EAGAIN" for 11. */
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
 /** A failed system call, like Python's OSError: `code` is the errno name, e.g. "EAGAIN". */
 export class OSError extends Error {
   readonly errno: number;
@@ -110,7 +119,7 @@ export class OSError extends Error {
   readonly syscall: string;
 
   constructor(syscall: string, errno: number) {
-    const code = errnoNames.get(errno) ?? `errno ${errno}`;
+    const code = errnoName(errno);
     super(`${syscall}() failed: ${code} (${c.strerror(errno) as string})`);
     this.name = 'OSError';
     this.errno = errno;
@@ -462,8 +471,8 @@ export function select(nfds: number, readfds: FdSet | null, writefds: FdSet | nu
 
 // struct epoll_event { uint32_t events; epoll_data_t data; } is packed on x86-64 (12 bytes)
 // and naturally aligned elsewhere (16 bytes). We keep the fd in the data field.
-const EVENT_SIZE = process.arch === 'x64' ? 12 : 16;
-const EVENT_DATA_OFFSET = process.arch === 'x64' ? 4 : 8;
+export const EVENT_SIZE = process.arch === 'x64' ? 12 : 16;
+export const EVENT_DATA_OFFSET = process.arch === 'x64' ? 4 : 8;
 
 /**
  * An epoll instance, shaped like Python's select.epoll: the set of watched descriptors (the

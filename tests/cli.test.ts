@@ -25,11 +25,12 @@ test('defaults: 127.0.0.1, port 7890, the repository www/, 30 s idle timeout, 60
   assert.equal(options.idleTimeoutMs, 30_000);
   assert.equal(options.requestTimeoutMs, 60_000);
   assert.equal(options.verbose, false);
+  assert.equal(options.trace, false);
   assert.deepEqual(options.extra, {});
 });
 
 test('flags are read and model flags get their defaults', () => {
-  const options = parseArguments('04-nonblocking', ['--port', '0', '--host', 'localhost', '--root', 'tests', '--idle-timeout', '5', '--request-timeout', '7', '--verbose'], [interval]);
+  const options = parseArguments('04-nonblocking', ['--port', '0', '--host', 'localhost', '--root', 'tests', '--idle-timeout', '5', '--request-timeout', '7', '--verbose', '--trace'], [interval]);
   assert.deepEqual(options, {
     model: '04-nonblocking',
     host: '127.0.0.1',
@@ -38,6 +39,7 @@ test('flags are read and model flags get their defaults', () => {
     idleTimeoutMs: 5000,
     requestTimeoutMs: 7000,
     verbose: true,
+    trace: true,
     extra: { interval: 10 },
   });
   const withInterval = parseArguments('04-nonblocking', ['--interval', '500', '--host', '::1'], [interval]) as ServerOptions;
@@ -91,6 +93,8 @@ test('usage lists the model flags but not the hidden ones', () => {
   assert.match(text, /--interval MS\s+pause between passes \(default 10\)/);
   assert.match(text, /--request-timeout S\s+408 and close .* \(default 60\)/);
   assert.doesNotMatch(text, /connection-fd/);
+  // --trace says what it is for: a few connections by hand, not a load.
+  assert.match(text, /--trace\s+narrate each system call .*for a few\n\s+connections by hand/);
 });
 
 test('the log helpers: verbose lines only when asked, errors without stack traces', () => {
