@@ -4,7 +4,10 @@
  * By default a model logs what a reader should notice: its start, every error response and
  * every connection it had to drop, each with the reason. `--verbose` adds the article's
  * "客户端 OnLine / OffLine" lines and every request, which is fun to watch but slows a benchmark.
- * Writes to a pipe or a file are synchronous on Linux, so no line is lost at exit.
+ * Writes to a file or a terminal are synchronous. Writes to a pipe (a test or the benchmark
+ * reading the output) are asynchronous on Linux (Node's docs, "A note on process I/O"): libuv
+ * writes at once what the pipe takes and queues the rest, so a line can be lost at exit only
+ * when the reader has stopped reading and the pipe is full.
  */
 let prefix = 'server';
 let verboseEnabled = false;
