@@ -7,7 +7,7 @@
  *     npx tsx 04-nonblocking.ts                    # then open http://127.0.0.1:7890/
  *     npx tsx 04-nonblocking.ts --verbose          # a summary of the polling every second
  *     npx tsx 04-nonblocking.ts --interval 500     # the article's half-second pause
- *     npx tsx 04-nonblocking.ts --help             # --port, --host, --root, --idle-timeout, --request-timeout
+ *     npx tsx 04-nonblocking.ts --help             # --port, --host, --root, --idle-timeout, --request-timeout, --trace
  *
  * What to watch while it runs (PID is in the start line):
  *  - With --verbose, once per second: "last 1.0 s: 93 passes, 93 accept() EAGAIN, 186 recv()

@@ -6,7 +6,7 @@
  *     npm install
  *     npx tsx 05-select.ts                # then open http://127.0.0.1:7890/
  *     npx tsx 05-select.ts --verbose      # also log every connection and request
- *     npx tsx 05-select.ts --help         # --port, --host, --root, --idle-timeout, --request-timeout
+ *     npx tsx 05-select.ts --help         # --port, --host, --root, --idle-timeout, --request-timeout, --trace
  *
  * What to watch while it runs (PID is in the start line):
  *  - `npx tsx 05-select.ts --trace`: every select() call carries the whole list of sockets in,

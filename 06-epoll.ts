@@ -6,7 +6,7 @@
  *     npm install
  *     npx tsx 06-epoll.ts                 # then open http://127.0.0.1:7890/
  *     npx tsx 06-epoll.ts --verbose       # also log every connection and request
- *     npx tsx 06-epoll.ts --help          # --port, --host, --root, --idle-timeout, --request-timeout
+ *     npx tsx 06-epoll.ts --help          # --port, --host, --root, --idle-timeout, --request-timeout, --trace
  *
  * What to watch while it runs (PID is in the start line):
  *  - `ls -l /proc/PID/fd`: every client is a `socket:[...]`, and there are several

@@ -6,7 +6,7 @@
  *     npm install
  *     npx tsx 07-io_uring.ts              # then open http://127.0.0.1:7890/
  *     npx tsx 07-io_uring.ts --verbose    # also log every connection and request
- *     npx tsx 07-io_uring.ts --help       # --port, --host, --root, --idle-timeout, --request-timeout
+ *     npx tsx 07-io_uring.ts --help       # --port, --host, --root, --idle-timeout, --request-timeout, --trace
  *
  * Linux 6.0 or newer, where io_uring is allowed: Docker's default seccomp profile and the sysctl
  * kernel.io_uring_disabled refuse it, and then this file exits at once with one line saying so.
