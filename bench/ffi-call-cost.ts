@@ -7,14 +7,23 @@
  * (EBADF), so the kernel's part is small and the same every time. It is made from C
  * (bench/references/syscall-cost.c, built with the system's compiler; skipped without one)
  * and through koffi with several declarations: return type long or int, the buffer declared
- * void * or uint8_t *, passed as a Buffer or a Uint8Array. Each figure is CPU time per call,
- * the best of a few rounds (other programs only ever add to it). Nothing is asserted: run it
- * and look. On the machine of bench/results/latest.md every shape cost the same, about 130 ns
- * more than C, which is why shared/libc.ts keeps the declarations that read like the C ones.
+ * void * or uint8_t *, passed as a Buffer or a Uint8Array; and, for comparison, a koffi call that
+ * makes no system call at all (labs). Each figure is CPU time per call, the best of a few
+ * rounds (other programs only ever add to it). Nothing is asserted: run it and look.
+ *
+ * Two machines, two answers. On the one of the earlier reports every recv() shape cost the
+ * same, about 130 ns more than C, which is why shared/libc.ts keeps the declarations that read
+ * like the C ones. On the one of December 2026 (Linux 6.18.44-fc-v1272, "Mitigation: PTI" on a
+ * CPU shown without PCID) the shapes still cost the same as each other, but 450–490 ns more
+ * than C, while labs() through koffi costs 23 ns: koffi's own instructions are cheap; they run
+ * slower after a system call. The last lines show why, from C: a system call there empties the
+ * TLB, so reading one cache line in each of 256 pages costs about 600 ns more right after a
+ * recv() than without it, and the same lines packed into 4 pages cost almost nothing more. Any
+ * code that runs after a system call pays again for every page it touches, and a JavaScript
+ * server touches many more pages between its calls than the C ceiling does.
  */
-import { spawnSync } from 'node:child_process';
 import koffi from 'koffi';
-import { buildReference } from './servers.ts';
+import { PAGES_PER_PASS, measureSystemCallCost, pageTableIsolation } from './syscall-cost.ts';
 
 const CALLS = 500_000;
 const ROUNDS = 5;
@@ -25,6 +34,7 @@ const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 const asDeclared = libc.func('long recv(int fd, void *buffer, size_t length, int flags)');
 const returningInt = libc.func('int recv(int fd, void *buffer, size_t length, int flags)');
 const withByteBuffer = libc.func('long recv(int fd, uint8_t *buffer, size_t length, int flags)');
+const absolute = libc.func('long labs(long value)');
 
 const SHAPES: [string, () => unknown][] = [
   ['long recv(int, void *, size_t, int), a Buffer (as shared/libc.ts)', () => asDeclared(-1, buffer, buffer.length, 0)],
@@ -46,26 +56,22 @@ function cpuNanosPerCall(call: () => unknown): number {
   return best;
 }
 
-/** The same recv() from C, best of ROUNDS runs; null without a compiler. */
-function fromC(): number | null {
-  const built = buildReference('syscall-cost');
-  if ('reason' in built) {
-    process.stdout.write(`(no figure from C: ${built.reason})\n`);
-    return null;
-  }
-  let best = Infinity;
-  for (let round = 0; round < ROUNDS; round++) {
-    const run = spawnSync(built.binary, [String(CALLS)], { encoding: 'utf8' });
-    best = Math.min(best, Number(run.stdout.trim()));
-  }
-  return best;
-}
-
-const c = fromC();
+const c = measureSystemCallCost(CALLS, ROUNDS);
+if ('reason' in c) process.stdout.write(`(no figures from C: ${c.reason})\n`);
+const noCall: [string, number] = ['long labs(long): koffi alone, no system call', cpuNanosPerCall(() => absolute(-7))];
 const rows: [string, number][] = SHAPES.map(([label, call]) => [label, cpuNanosPerCall(call)]);
-const width = Math.max(...rows.map(([label]) => label.length), 'recv() from C'.length);
-if (c !== null) process.stdout.write(`${'recv() from C'.padEnd(width)}  ${c.toFixed(0).padStart(5)} ns\n`);
-for (const [label, nanos] of rows) {
-  const extra = c === null ? '' : `   (+${(nanos - c).toFixed(0)} ns for koffi)`;
-  process.stdout.write(`${label.padEnd(width)}  ${nanos.toFixed(0).padStart(5)} ns${extra}\n`);
+const width = Math.max(...rows.map(([label]) => label.length), noCall[0].length);
+const line = (label: string, nanos: number, note = '') => process.stdout.write(`${label.padEnd(width)}  ${nanos.toFixed(0).padStart(5)} ns${note}\n`);
+line(...noCall);
+if (!('reason' in c)) line('recv() from C', c.callNanos);
+for (const [label, nanos] of rows) line(label, nanos, 'reason' in c ? '' : `   (+${(nanos - c.callNanos).toFixed(0)} ns for koffi)`);
+
+// What the call costs the code after it: the same reads, alone and right after a recv().
+if (!('reason' in c)) {
+  const pass = (alone: number, after: number) => `${alone.toFixed(0).padStart(5)} ns alone, ${after.toFixed(0).padStart(5)} ns right after a recv() (${after - alone >= 0 ? '+' : ''}${(after - alone).toFixed(0)} ns)`;
+  process.stdout.write(`\nReading ${PAGES_PER_PASS} cache lines, from C (the call's own cost taken off):\n`);
+  process.stdout.write(`  one in each of ${PAGES_PER_PASS} pages:   ${pass(c.spreadAloneNanos, c.spreadAfterCallNanos)}\n`);
+  process.stdout.write(`  packed into ${PAGES_PER_PASS / 64} pages:       ${pass(c.packedAloneNanos, c.packedAfterCallNanos)}\n`);
+  const isolation = pageTableIsolation();
+  if (isolation !== null) process.stdout.write(`Meltdown mitigation: ${isolation.meltdown}; PCID: ${isolation.pcid ? 'yes' : 'no'}\n`);
 }

@@ -9,6 +9,7 @@ import { PATIENCE_MS } from './proc.ts';
 import { MODELS, type Skipped } from './servers.ts';
 import { DISTURBED_PERCENT, restOfMachine, type Measured } from './session.ts';
 import { BIG_FILE_MIB } from './site.ts';
+import { PAGES_PER_PASS, type SystemCallCost } from './syscall-cost.ts';
 import type { CrowdLoad, CrowdRow, IdleRow, LoadRow, LoadScenario, Results, ScenarioName, Settings, SlowRow } from './types.ts';
 
 export interface MachineInfo {
@@ -17,6 +18,11 @@ export interface MachineInfo {
   memoryGiB: number;
   system: string;
   node: string;
+  /**
+   * What one system call costs here, and what it costs the code after it (bench/syscall-cost.ts);
+   * absent from reports written before it was measured.
+   */
+  systemCalls?: SystemCallCost & { meltdown: string | null; pcid: boolean | null };
 }
 
 export interface ServerSummary {
@@ -421,6 +427,26 @@ export function cpuTargets(servers: { id: string; kind: string }[]): CpuTarget[]
   return targets;
 }
 
+/**
+ * Not a target, a measure of the others: the JS floor (the C ceiling's loop in TypeScript over
+ * koffi, no HTTP work) against the C ceiling, from the same alternating rounds. 05 and 06 make
+ * the floor's calls and more work besides, so they cannot come closer to the C ceiling than the
+ * floor does: where the floor's ratio is above their target's line (on a machine where system
+ * calls are dear, say), that target cannot be met. (07 can: one io_uring_enter serves many
+ * requests.)
+ */
+export const FLOOR_FOR_SCALE = { server: 'js-floor', reference: 'c-ceiling' } as const;
+
+function floorForScale(cheaperThan: (target: CpuTarget) => TargetCheck, report: BenchReport, language: Language): TargetCheck[] {
+  const paired = (id: string) => report.results.paired?.some((row) => row.server === id) ?? false;
+  if (!paired(FLOOR_FOR_SCALE.server) || !paired(FLOOR_FOR_SCALE.reference)) return [];
+  const { measured } = cheaperThan({ ...FLOOR_FOR_SCALE, maximum: Infinity, referenceName: { en: 'C ceiling', zh: 'C 基准' } });
+  const target = language === 'zh'
+    ? '（不是目标，作为尺度）JS 基准每请求 CPU 对 C 基准，长连接 c=100：C 基准的循环经 koffi 执行，不做 HTTP 的工作；05 和 06 每个请求同样调用 recv 和 send，另外还有别的工作，所以都不可能比它更接近 C 基准'
+    : '(for scale, not a target) JS floor CPU/request vs C ceiling, keep-alive c=100: the C ceiling\'s loop through koffi, with no HTTP work; 05 and 06 make the same recv() and send() per request, and more work besides, so neither can come closer to the C ceiling than this';
+  return [{ target, measured, met: null }];
+}
+
 export function checkTargets(report: BenchReport, language: Language = 'en'): TargetCheck[] {
   const say = (en: string, zh: string) => (language === 'zh' ? zh : en);
   const { load, idle } = report.results;
@@ -465,6 +491,7 @@ export function checkTargets(report: BenchReport, language: Language = 'en'): Ta
   };
   const epoll = modelId('06');
   const checks = cpuTargets(report.servers).map(cheaperThan);
+  checks.push(...floorForScale(cheaperThan, report, language));
   checks.push(
     fasterThan(say('03-coroutine ≥ 1.5× node:http, keep-alive c=100 req/s', '03-coroutine ≥ 1.5× node:http，长连接 c=100 请求/秒'), modelId('03'), 'node-http', 'keepalive', HEADLINE_CONNECTIONS, 1.5),
   );
@@ -595,6 +622,20 @@ function skipNotes(report: BenchReport): string[] {
   return [...new Set(lines)];
 }
 
+/**
+ * What a system call costs on this machine, and what it costs the code after it: the two
+ * figures that decide how far any server of ours can get from the C ceiling (bench/README.md).
+ */
+function systemCallLine(report: BenchReport): string[] {
+  const calls = report.machine.systemCalls;
+  if (calls === undefined) return [];
+  const extra = (after: number, alone: number) => `${after - alone >= 0 ? '+' : ''}${Math.round(after - alone)} ns`;
+  const isolation = calls.meltdown === null ? '' : `; Meltdown: ${calls.meltdown}, PCID ${calls.pcid ? 'yes' : 'no'}`;
+  return [
+    `- **System calls:** one \`recv()\` from C costs ${whole(calls.callNanos)} ns of CPU; right after one, reading a line in each of ${PAGES_PER_PASS} pages costs ${extra(calls.spreadAfterCallNanos, calls.spreadAloneNanos)}, the same lines packed into ${PAGES_PER_PASS / 64} pages ${extra(calls.packedAfterCallNanos, calls.packedAloneNanos)} (\`npx tsx bench/ffi-call-cost.ts\`)${isolation}`,
+  ];
+}
+
 export function toMarkdown(report: BenchReport, chartFile: string): string {
   const lines = [
     '# Benchmark: the concurrency models side by side',
@@ -603,6 +644,7 @@ export function toMarkdown(report: BenchReport, chartFile: string): string {
     `- **Load generator:** ${report.generator.version} (its own CPU use is in each table: near 100% of a core means the client, not the server, was the limit)`,
     `- **Run:** ${settingsLine(report)}; started ${report.startedAt}, took ${Math.round(report.seconds)} s`,
     `- **Command:** \`${report.command}\``,
+    ...systemCallLine(report),
     ...disturbedWarning(report),
     '',
     `![requests/s by model and concurrency; memory per idle connection](${chartFile})`,

@@ -150,6 +150,15 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     if (HAS_NGINX) assert.match(coroutine[1]!, /^\d+\.\d\d× \([\d.,]+ vs [\d.,]+ µs; median of 2 alternating rounds, each \d+\.\d\d–\d+\.\d\d×\)$/, `measured as a ratio of µs: ${coroutine.join(' | ')}`);
     for (const cells of targets.rows) assert.match(cells[2]!, /^[✓✗–]$/, `met, not met or not measured: ${cells.join(' | ')}`);
     assert.ok(targets.rows.some((cells) => cells[0]!.startsWith('06-epoll CPU/request ≤ 1.2× C ceiling')), 'a target for 06 against the C ceiling');
+    // Beside them, for scale, the JS floor against the C ceiling from the same rounds, and what a
+    // system call costs here: the two figures that bound how close 05 and 06 can get.
+    if (HAS_CC) {
+      const floor = targets.rows.find((cells) => cells[0]!.startsWith('(for scale, not a target) JS floor CPU/request vs C ceiling'));
+      assert.ok(floor, `the JS floor beside the targets:\n${targets.rows.join('\n')}`);
+      assert.match(floor[1]!, /^\d+\.\d\d× \([\d.,]+ vs [\d.,]+ µs; median of 2 alternating rounds/, `measured in the alternation: ${floor.join(' | ')}`);
+      assert.equal(floor[2], '–', 'not a target: neither met nor missed');
+      assert.match(markdown, /^- \*\*System calls:\*\* one `recv\(\)` from C costs [\d,]+ ns of CPU; right after one, reading a line in each of 256 pages costs [+-]\d+ ns/m, 'the report says what a system call costs here');
+    }
 
     // The C10K table: how many idle connections were held, and memory per connection.
     const idle = table(markdown, 'C10K');
