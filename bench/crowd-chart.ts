@@ -6,11 +6,10 @@
  * that N = 0 has a place at its left end.) The same drawing comes in Chinese (zh/crowd.svg,
  * for README.zh-CN.md and www/zh/), from the same numbers and one table of labels.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { WIDTH, escapeXml, text } from './chart.ts';
-import { fingerprintOf } from './figure-text.ts';
-import { CROWD_FIGURE, cpuMicrosPerRequest, crowdLoadsOf, crowdRows, machineLine, micros, milliseconds, type BenchReport, type Language } from './report.ts';
+import { FONTS, LANG_ATTRIBUTE, WIDTH, escapeXml, machineAndGenerator, serverName, text, writeInBothLanguages } from './chart.ts';
+import { translationComment } from './figure-text.ts';
+import { CROWD_FIGURE, cpuMicrosPerRequest, crowdLoadsOf, crowdRows, micros, milliseconds, type BenchReport, type Language } from './report.ts';
 import { REPO_ROOT } from './site.ts';
 import type { CrowdRow } from './types.ts';
 
@@ -40,11 +39,9 @@ const COLORS: Record<string, string> = {
 const LABELS = {
   en: {
     title: (active: number) => `What idle connections cost the busy ${active === 1 ? 'one' : 'ones'}: ${active} busy keep-alive connection${active === 1 ? '' : 's'} beside N idle ones`,
-    machine: (report: BenchReport) => `${machineLine(report)}; ${report.generator.name}`,
     cpuPanel: 'Server CPU time per request, µs (log scale; lower is better)',
     latencyPanel: (active: number) => (active === 1 ? 'p99 latency of the busy connection' : `p99 latency of the ${active} busy connections`) + ', ms (log scale; lower is better)',
     xAxis: 'idle keep-alive connections held (log scale)',
-    server: (_id: string, label: string) => label.replace(/ \(reference\)$/, ''),
     legend: (label: string, most: string) => `${label} (to ${most})`,
     point: (label: string, held: string, value: string, unit: string) => `${label}, ${held} idle: ${value} ${unit}`,
     end: (label: string, first: string, firstHeld: string, last: string, lastHeld: string) => `${label} ${first} µs with ${firstHeld}, ${last} µs with ${lastHeld}`,
@@ -52,35 +49,15 @@ const LABELS = {
   },
   zh: {
     title: (active: number) => `空闲连接给忙碌连接带来多少开销：N 个空闲连接旁边的 ${active} 个忙碌长连接`,
-    machine: (report: BenchReport) => {
-      const { machine } = report;
-      return `${machine.cpu}，${machine.cores} 核，${machine.memoryGiB} GiB，${machine.system}，Node ${machine.node}；${report.generator.name}`;
-    },
     cpuPanel: '服务器每请求 CPU 时间，µs（对数坐标，越低越好）',
     latencyPanel: (active: number) => `${active} 个忙碌连接的 p99 延迟，ms（对数坐标，越低越好）`,
     xAxis: '保持的空闲长连接数（对数坐标）',
-    server: (id: string, label: string) => SERVERS_IN_CHINESE[id] ?? label.replace(/ \(reference\)$/, ''),
     legend: (label: string, most: string) => `${label}（至 ${most}）`,
     point: (label: string, held: string, value: string, unit: string) => `${label}，${held} 个空闲连接：${value} ${unit}`,
     end: (label: string, first: string, firstHeld: string, last: string, lastHeld: string) => `${label} 在 ${firstHeld} 个时 ${first} µs，${lastHeld} 个时 ${last} µs`,
     desc: (ends: string[]) => `服务器每请求 CPU 时间（上）和 p99 延迟（下）随所保持的空闲连接数的变化，每个服务器一条线。${ends.join('；')}。`,
   },
 } satisfies Record<Language, unknown>;
-
-/** The references' names as the project says them in Chinese (the models keep their file names). */
-const SERVERS_IN_CHINESE: Record<string, string> = {
-  'c-ceiling': 'C 基准（epoll）',
-  'js-floor': 'JS 基准（epoll）',
-  nginx: 'nginx，1 个 worker',
-  'nginx-cache': 'nginx，1 个 worker，open_file_cache',
-  'node-http': 'node:http',
-};
-
-/** Fonts with Chinese glyphs first (macOS, Windows, Linux), as in the other figures of www/images/zh/. */
-const FONTS: Record<Language, string> = {
-  en: 'sans-serif',
-  zh: "'PingFang SC', 'Hiragino Sans GB', 'Microsoft YaHei', 'Noto Sans CJK SC', 'Source Han Sans SC', sans-serif",
-};
 
 type Labels = (typeof LABELS)[Language];
 
@@ -105,11 +82,7 @@ interface CrowdPanel {
 export function writeCrowdCharts(report: BenchReport, folder: string, site: boolean): void {
   const charts = renderCrowdCharts(report);
   if (charts === null) return;
-  for (const where of site ? [folder, path.join(REPO_ROOT, 'www', 'images')] : [folder]) {
-    mkdirSync(path.join(where, 'zh'), { recursive: true });
-    writeFileSync(path.join(where, CROWD_FIGURE), charts.en);
-    writeFileSync(path.join(where, 'zh', CROWD_FIGURE), charts.zh);
-  }
+  writeInBothLanguages(site ? [folder, path.join(REPO_ROOT, 'www', 'images')] : [folder], CROWD_FIGURE, charts);
 }
 
 /**
@@ -119,8 +92,7 @@ export function writeCrowdCharts(report: BenchReport, folder: string, site: bool
 export function renderCrowdCharts(report: BenchReport): { en: string; zh: string } | null {
   const en = renderCrowdChart(report, 'en');
   if (en === null) return null;
-  const translates = `<!-- A translation of ../crowd.svg, whose text has the fingerprint ${fingerprintOf(en)} (tests/site.test.ts) -->`;
-  return { en, zh: renderCrowdChart(report, 'zh', translates)! };
+  return { en, zh: renderCrowdChart(report, 'zh', translationComment(CROWD_FIGURE, en))! };
 }
 
 function renderCrowdChart(report: BenchReport, language: Language, comment?: string): string | null {
@@ -129,7 +101,7 @@ function renderCrowdChart(report: BenchReport, language: Language, comment?: str
   const active = crowdLoadsOf(report)[0]!.active;
   const lines: Line[] = report.servers
     .map((server) => ({
-      label: say.server(server.id, server.label),
+      label: serverName(server, language),
       color: COLORS[server.id] ?? COLORS[server.id.slice(0, 2)] ?? '#999999',
       dashed: server.kind === 'reference',
       rows: crowdRows(report, server.id, active).filter((row) => row.load.requests > 0),
@@ -143,15 +115,14 @@ function renderCrowdChart(report: BenchReport, language: Language, comment?: str
   const height = 56 + panels.length * PANEL_HEIGHT;
   const body = panels.map((panel, i) => `<g transform="translate(0 ${56 + i * PANEL_HEIGHT})">\n${drawPanel(panel, lines, say)}\n</g>`);
   const title = say.title(active);
-  const lang = language === 'zh' ? ' lang="zh-CN"' : '';
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" role="img"${lang} aria-labelledby="title desc" font-family="${FONTS[language]}" font-size="11">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" role="img"${LANG_ATTRIBUTE[language]} aria-labelledby="title desc" font-family="${FONTS[language]}" font-size="11">`,
     ...(comment === undefined ? [] : [comment]),
     `<title id="title">${escapeXml(title)}</title>`,
     `<desc id="desc">${escapeXml(describe(lines, say))}</desc>`,
     `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
     text(WIDTH / 2, 18, title, { size: 16, anchor: 'middle', weight: 'bold' }),
-    text(WIDTH / 2, 34, say.machine(report), { size: 11, anchor: 'middle', color: '#555' }),
+    text(WIDTH / 2, 34, machineAndGenerator(report, language), { size: 11, anchor: 'middle', color: '#555' }),
     ...body,
     '</svg>',
     '',

@@ -1,8 +1,8 @@
 /**
  * bench/figure-text.ts: what a figure says, and its fingerprint. A Chinese figure
  * (www/images/zh/NAME.svg) records the fingerprint of the English text it translates;
- * tests/site.test.ts compares it with the English figure's, and bench/crowd-chart.ts
- * writes it into the Chinese crowd figure it draws.
+ * tests/site.test.ts compares it with the English figure's, and bench/chart.ts and
+ * bench/crowd-chart.ts write it into the Chinese figures they draw.
  */
 import { createHash } from 'node:crypto';
 
@@ -17,4 +17,9 @@ export function textsOf(svg: string): string[] {
 export function fingerprintOf(svg: string): string {
   const said = [/<title\b[^>]*>([^<]*)<\/title>/, /<desc\b[^>]*>([^<]*)<\/desc>/].map((element) => svg.match(element)?.[1] ?? '');
   return createHash('sha256').update([...said, ...textsOf(svg)].join('\n')).digest('hex').slice(0, 12);
+}
+
+/** The first comment of zh/NAME: which English figure it translates, and that figure's fingerprint. */
+export function translationComment(figure: string, english: string): string {
+  return `<!-- A translation of ../${figure}, whose text has the fingerprint ${fingerprintOf(english)} (tests/site.test.ts) -->`;
 }

@@ -599,9 +599,9 @@ function tables(report: BenchReport): Table[] {
   return [summaryTable(report), targetTable(report), ...perScenario, idleTable(report), crowdTable(report), crowdReachTable(report), slowlorisTable(report)].filter((table): table is Table => table !== null);
 }
 
-export function machineLine(report: BenchReport): string {
-  const { machine } = report;
-  return `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.system}, Node ${machine.node}`;
+export function machineLine(report: BenchReport, language: Language = 'en'): string {
+  const { cpu, cores, memoryGiB, system, node } = report.machine;
+  return language === 'zh' ? `${cpu}，${cores} 核，${memoryGiB} GiB，${system}，Node ${node}` : `${cpu}, ${cores} cores, ${memoryGiB} GiB, ${system}, Node ${node}`;
 }
 
 function settingsLine(report: BenchReport): string {

@@ -6,10 +6,11 @@
  *   npm run bench                          everything (about 21 minutes on 2 cores; at most 3 more when busy)
  *   npm run bench -- --quick               nearly everything, briefly (about four minutes)
  *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
- *   npm run bench -- --update-readme       copy the last results into both READMEs, redraw the crowd figures
+ *   npm run bench -- --update-readme       copy the last results into both READMEs, redraw the figures
  *
- * Writes bench/results/latest.md (the report), latest.svg (the chart), crowd.svg and zh/crowd.svg
- * (the crowd scenario's figure, in English and Chinese) and latest.json (every number), and prints
+ * Writes bench/results/latest.md (the report), latest.svg and zh/latest.svg (the chart, in English
+ * and Chinese), crowd.svg and zh/crowd.svg (the crowd scenario's figure, likewise) and latest.json
+ * (every number), and prints
  * the tables; a full run also refreshes the summary in README.md and README.zh-CN.md
  * (bench/readme.ts) and the site's copies of the crowd figure (www/images, www/images/zh). A partial run writes the same files into bench/results/partial/
  * instead (git ignores it). Progress goes to stderr.
@@ -18,7 +19,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { killEverything } from './children.ts';
-import { renderChart } from './chart.ts';
+import { CHART_FIGURE, renderCharts, writeInBothLanguages } from './chart.ts';
 import { writeCrowdCharts } from './crowd-chart.ts';
 import { chooseGenerator } from './load.ts';
 import { FLOOR_FOR_SCALE, cpuTargets, describeMachine, toMarkdown, toTerminal, type BenchReport } from './report.ts';
@@ -55,7 +56,8 @@ const HELP = `npm run bench -- [options]
                      run; bench/results/partial, which git ignores, with --quick, --model,
                      --scenario, --duration or --pool)
   --update-readme    measure nothing: copy the summary and targets of DIR/latest.json into
-                     README.md and README.zh-CN.md, and redraw the crowd figures from it
+                     README.md and README.zh-CN.md, and redraw the chart and the crowd figures
+                     from it
                      (a full run does this by itself)
   --help             this text
 `;
@@ -254,10 +256,9 @@ async function main(): Promise<void> {
     results,
   };
   mkdirSync(options.out, { recursive: true });
-  writeFileSync(path.join(options.out, 'latest.md'), toMarkdown(report, 'latest.svg'));
-  writeFileSync(path.join(options.out, 'latest.svg'), renderChart(report));
+  writeFileSync(path.join(options.out, 'latest.md'), toMarkdown(report, CHART_FIGURE));
   writeFileSync(path.join(options.out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
-  writeCrowdCharts(report, options.out, options.full);
+  writeFigures(report, options.out, options.full);
   process.stdout.write(`\n${toTerminal(report)}`);
   process.stdout.write(`Report: ${path.relative(process.cwd(), path.join(options.out, 'latest.md')) || 'latest.md'} (chart: latest.svg, numbers: latest.json)\n`);
   if (options.full) for (const line of updateReadmes(report)) process.stdout.write(`${line}\n`);
@@ -274,12 +275,21 @@ function systemCallsHere(): Pick<BenchReport['machine'], 'systemCalls'> {
   return { systemCalls: { ...cost, meltdown: isolation?.meltdown ?? null, pcid: isolation?.pcid ?? null } };
 }
 
-/** --update-readme: the READMEs and the crowd figures from the numbers of the last run, measuring nothing. */
+/**
+ * The chart and the crowd figure, each in English and Chinese (latest.svg, zh/latest.svg, crowd.svg,
+ * zh/crowd.svg), into `folder`; with `site`, the crowd figures into www/images too.
+ */
+function writeFigures(report: BenchReport, folder: string, site: boolean): void {
+  writeInBothLanguages([folder], CHART_FIGURE, renderCharts(report));
+  writeCrowdCharts(report, folder, site);
+}
+
+/** --update-readme: the READMEs and the figures from the numbers of the last run, measuring nothing. */
 function updateReadmesFrom(folder: string, site: boolean): void {
   const file = path.join(folder, 'latest.json');
   if (!existsSync(file)) usageError(`${path.relative(process.cwd(), file)} does not exist yet: run the bench first`);
   const report = JSON.parse(readFileSync(file, 'utf8')) as BenchReport;
-  writeCrowdCharts(report, folder, site);
+  writeFigures(report, folder, site);
   for (const line of updateReadmes(report)) process.stdout.write(`${line}\n`);
 }
 

@@ -1,7 +1,7 @@
 /**
  * A smoke run of `npm run bench` with the tiniest settings: it must produce a well-formed
- * report (machine line, tables with numbers, CPU per request, the targets) and a well-formed
- * SVG chart; the references whose prerequisites this machine has (nginx, a C compiler) have
+ * report (machine line, tables with numbers, CPU per request, the targets) and well-formed
+ * SVG figures, each with its Chinese translation in zh/; the references whose prerequisites this machine has (nginx, a C compiler) have
  * their rows. And the README sections it rewrites. It asserts no timing: CI machines differ,
  * and the bench's job is to measure, not to pass.
  */
@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from './helpers/server.ts';
 import { rewriteMarked, updateReadmes } from '../bench/readme.ts';
 import { pairedRatio } from '../bench/paired.ts';
-import { fingerprintOf, textsOf } from '../bench/figure-text.ts';
+import { assertTranslation } from './helpers/translated-figure.ts';
 import type { BenchReport } from '../bench/report.ts';
 
 const run = promisify(execFile);
@@ -190,12 +190,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     const crowdSvg = readFileSync(path.join(out, 'crowd.svg'), 'utf8');
     assertBalancedXml(crowdSvg);
     assert.match(crowdSvg, /<polyline [^>]*stroke="#[0-9a-f]{6}"/, 'the crowd figure has lines');
-    // The same figure in Chinese, translating this very English text (tests/site.test.ts checks the rest).
-    const crowdSvgInChinese = readFileSync(path.join(out, 'zh', 'crowd.svg'), 'utf8');
-    assertBalancedXml(crowdSvgInChinese);
-    assert.match(crowdSvgInChinese, / lang="zh-CN"/);
-    assert.ok(crowdSvgInChinese.includes(`the fingerprint ${fingerprintOf(crowdSvg)} `), 'the Chinese crowd figure records the English one\'s fingerprint');
-    assert.equal(textsOf(crowdSvgInChinese).length, textsOf(crowdSvg).length, 'one Chinese label for each English one');
+    assertChineseTwin(out, 'crowd.svg', crowdSvg);
 
     // Slowloris: 1,100 connections trickle their heads beside a normal load; 03 serves the load
     // and every newcomer, and closes the tricklers with a 408 at the short deadline the bench set.
@@ -213,6 +208,7 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     assert.match(svg, /<\/svg>\s*$/);
     assertBalancedXml(svg);
     assert.match(svg, /<rect [^>]*fill="#[0-9a-f]{6}"><title>/, 'the chart has bars');
+    assertChineseTwin(out, 'latest.svg', svg);
 
     const numbers = JSON.parse(readFileSync(path.join(out, 'latest.json'), 'utf8')) as BenchReport;
     assert.ok(numbers.results.load.length >= 3, 'latest.json holds the measurements');
@@ -225,6 +221,13 @@ test('a tiny bench run writes a well-formed Markdown report and SVG chart', { ti
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+/** The same figure in Chinese (zh/`figure` in `folder`), translating this very English text. */
+function assertChineseTwin(folder: string, figure: string, english: string): void {
+  const chinese = readFileSync(path.join(folder, 'zh', figure), 'utf8');
+  assertBalancedXml(chinese);
+  assertTranslation(figure, english, chinese);
+}
 
 /** The READMEs get the run's summary and targets between their markers, in their language. */
 function assertReadmesRewritten(report: BenchReport, folder: string): void {

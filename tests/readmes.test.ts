@@ -5,7 +5,8 @@
  * pair must appear in the other. This test lists those "literal" things in each and fails on any
  * that only one of them has. Two literals are translated: a figure (the Chinese README shows
  * www/images/zh/X.svg where the English one shows www/images/X.svg, and bench/results/zh/crowd.svg
- * for bench/results/crowd.svg) and a README itself (each
+ * and bench/results/zh/latest.svg for bench/results/crowd.svg and bench/results/latest.svg) and a
+ * README itself (each
  * links to the other language's, and to the README of its own language elsewhere).
  */
 import { test } from 'node:test';
@@ -88,6 +89,7 @@ test('a Chinese figure stands for its English figure, a Chinese README for the E
   assert.equal(englishCounterpart('www/images/zh/05-select.svg'), 'www/images/05-select.svg');
   assert.equal(englishCounterpart('www/images/zh/'), 'www/images/');
   assert.equal(englishCounterpart('bench/results/zh/crowd.svg'), 'bench/results/crowd.svg');
+  assert.equal(englishCounterpart('bench/results/zh/latest.svg'), 'bench/results/latest.svg');
   assert.equal(englishCounterpart('bench/README.zh-CN.md'), 'bench/README.md');
   assert.equal(englishCounterpart('../README.zh-CN.md'), '../README.md');
   for (const literal of ['www/images/05-select.svg', 'www/zh/05-select.html', 'npx tsx 05-select.ts', 'bench/results/latest.svg', 'bench/README.md']) {

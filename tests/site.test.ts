@@ -7,25 +7,24 @@
  * and figure in both languages. Each figure in www/images/ has a Chinese variant of the same name
  * in www/images/zh/, which the Chinese pages and README.zh-CN.md show, and which records the
  * fingerprint of the English text it translates: a change to the English text fails here until
- * the translation follows.
+ * the translation follows. The benchmark's figures (bench/results/) come in both languages the
+ * same way, drawn by the bench, and the READMEs show each in its language.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fingerprintOf, textsOf } from '../bench/figure-text.ts';
 import { REPO_ROOT, startModel } from './helpers/server.ts';
+import { CHINESE, assertTranslation } from './helpers/translated-figure.ts';
 
 const WWW = path.join(REPO_ROOT, 'www');
 const LESSONS = readdirSync(REPO_ROOT).filter((name) => /^0\d-[\w-]+\.ts$/.test(name)).map((name) => name.slice(0, -3));
 const IMAGES = path.join(WWW, 'images');
 /** The figures (01-multiprocess.svg …, polling-vs-events.svg); each has its Chinese variant in images/zh/. */
 const FIGURES = readdirSync(IMAGES).filter((name) => name.endsWith('.svg'));
-const CHINESE = /[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]/;
-/** Fonts with Chinese glyphs on macOS, Windows and Linux; one of them must be in every font list of a zh figure. */
-const CHINESE_FONTS = ['PingFang SC', 'Microsoft YaHei', 'Noto Sans CJK SC'];
-/** Two English words in a row (not a call such as `await recv()`): a label nobody translated. */
-const ENGLISH_PHRASE = /\b[a-z]{3,}[ ,]+[a-z]{2,}\b(?!\()/;
+/** The benchmark's results (the chart, the crowd figure); each has its Chinese variant in zh/. */
+const BENCH_RESULTS = path.join(REPO_ROOT, 'bench', 'results');
+const BENCH_FIGURES = readdirSync(BENCH_RESULTS).filter((name) => name.endsWith('.svg'));
 
 /** Every file under www/, as a site path ("/guide/index.html"). */
 function filesOfSite(folder = WWW, prefix = '/'): string[] {
@@ -115,41 +114,22 @@ for (const figure of FIGURES) {
   test(`${figure} and its Chinese variant zh/${figure}: named, described, standalone, and kept in step`, () => {
     const english = readFileSync(path.join(IMAGES, figure), 'utf8');
     const chinese = readFileSync(path.join(IMAGES, 'zh', figure), 'utf8');
-    const inEnglish = checkFigure(figure, english, { title: 10, desc: 40 });
+    checkFigure(figure, english, { title: 10, desc: 40 });
     const inChinese = checkFigure(`zh/${figure}`, chinese, { title: 5, desc: 40 });
-
-    // The same drawing: same size, and one <text> for each of the English figure's.
-    const size = (root: string) => root.match(/ viewBox="[^"]*"| width="[^"]*"| height="[^"]*"/g);
-    assert.deepEqual(size(inChinese.root), size(inEnglish.root), `zh/${figure} has the size of ${figure}`);
-    const englishTexts = textsOf(english);
-    const chineseTexts = textsOf(chinese);
-    assert.equal(chineseTexts.length, englishTexts.length, `zh/${figure} has as many <text> as ${figure}: one translation for each`);
-    const translated = chinese.match(new RegExp(`<!-- A translation of \\.\\./${figure.replace(/\./g, '\\.')}, whose text has the fingerprint ([0-9a-f]{12})`))?.[1];
-    assert.equal(
-      translated,
-      fingerprintOf(english),
-      `the text of ${figure} is not the one zh/${figure} translates: bring the translation up to date, then record ${fingerprintOf(english)} in its first comment`,
-    );
-
-    // In Chinese: the page's language, fonts that have the glyphs, and every label translated.
-    assert.match(inChinese.root, / lang="zh-CN"/, `zh/${figure}: <svg lang="zh-CN">`);
     assert.match(inChinese.title, CHINESE, `zh/${figure}: the <title> is in Chinese`);
     assert.match(inChinese.desc, CHINESE, `zh/${figure}: the <desc> is in Chinese`);
-    const fontLists = [...chinese.matchAll(/font-family(?:="|:\s*)([^";]+)/g)].map(([, fonts]) => fonts!);
-    assert.ok(fontLists.length > 0, `zh/${figure} names its fonts`);
-    for (const fonts of fontLists) {
-      assert.ok(CHINESE_FONTS.some((font) => fonts.includes(font)), `zh/${figure}: font-family ${fonts} names a Chinese font`);
-    }
-    chineseTexts.forEach((text, index) => {
-      const original = englishTexts[index]!;
-      // A label is translated, or it is code kept as it is (accept(), EAGAIN, fd 29): the English text, or a word of it
-      // ("(SQ)" of "queue (SQ)").
-      if (CHINESE.test(text)) return;
-      assert.ok(text === original || original.split(' ').includes(text), `zh/${figure}: <text> ${index + 1} is '${text}' in Chinese, '${original}' in English`);
-      assert.doesNotMatch(text, ENGLISH_PHRASE, `zh/${figure}: <text> ${index + 1} '${text}' is still in English`);
-    });
+    assertTranslation(figure, english, chinese);
   });
 }
+
+test('the benchmark\'s figures: latest.svg and crowd.svg in bench/results/, each with its Chinese translation in zh/', () => {
+  assert.deepEqual(BENCH_FIGURES.sort(), ['crowd.svg', 'latest.svg']);
+  for (const figure of BENCH_FIGURES) {
+    const chinese = path.join(BENCH_RESULTS, 'zh', figure);
+    assert.ok(existsSync(chinese), `bench/results/zh/${figure} is there (npm run bench -- --update-readme draws it from latest.json)`);
+    assertTranslation(figure, readFileSync(path.join(BENCH_RESULTS, figure), 'utf8'), readFileSync(chinese, 'utf8'));
+  }
+});
 
 /** The SVG figures a page or README shows: <img src="…svg"> and ![…](…svg). */
 function figuresShownIn(text: string): string[] {
@@ -162,17 +142,26 @@ test('the Chinese pages and README.zh-CN.md show the Chinese figures, the Englis
     'README.md',
     'README.zh-CN.md',
   ];
+  const shown = new Map<string, Set<string>>(documents.map((document) => [document, new Set()]));
   let shownInChinese = 0;
   for (const document of documents) {
     const inChinese = document.startsWith('www/zh/') || document === 'README.zh-CN.md';
     for (const src of figuresShownIn(readFileSync(path.join(REPO_ROOT, document), 'utf8'))) {
-      const figure = path.relative(IMAGES, path.resolve(REPO_ROOT, path.dirname(document), src));
-      if (figure.startsWith('..')) continue; // not a figure of www/images/ (the benchmark's chart)
-      assert.ok(existsSync(path.join(IMAGES, figure)), `${document} shows ${src}, which is not there`);
+      const file = path.resolve(REPO_ROOT, path.dirname(document), src);
+      // A figure of www/images/ or of the benchmark's results, each with its Chinese variant in zh/.
+      const folder = [IMAGES, BENCH_RESULTS].find((each) => !path.relative(each, file).startsWith('..'));
+      assert.ok(folder, `${document} shows ${src}, which is neither in www/images/ nor in bench/results/`);
+      const figure = path.relative(folder, file);
+      assert.ok(existsSync(file), `${document} shows ${src}, which is not there`);
       const expected = inChinese ? path.join('zh', path.basename(figure)) : path.basename(figure);
-      assert.equal(figure, expected, `${document} shows ${src}: a${inChinese ? ' Chinese' : 'n English'} page shows images/${expected}`);
+      assert.equal(figure, expected, `${document} shows ${src}: a${inChinese ? ' Chinese' : 'n English'} page shows ${path.relative(REPO_ROOT, path.join(folder, expected))}`);
+      shown.get(document)!.add(path.relative(REPO_ROOT, file));
       if (inChinese) shownInChinese++;
     }
   }
   assert.ok(shownInChinese >= 2 * LESSONS.length, `the Chinese pages and README show ${shownInChinese} figures: is the picking broken?`);
+  // Each README shows every figure of the benchmark, in its language.
+  for (const [readme, folder] of [['README.md', 'bench/results'], ['README.zh-CN.md', 'bench/results/zh']] as const) {
+    for (const figure of BENCH_FIGURES) assert.ok(shown.get(readme)!.has(`${folder}/${figure}`), `${readme} shows ${folder}/${figure}`);
+  }
 });
