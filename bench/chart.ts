@@ -276,7 +276,7 @@ function drawPanel(panel: Panel): string {
       if (bar.under !== undefined) out.push(text(labelX, PLOT_TOP + plotHeight + 12, bar.under, { size: 9, anchor: 'middle', color: '#555' }));
     });
     const nameY = PLOT_TOP + plotHeight + (group.bars.some((bar) => bar.under !== undefined) ? 28 : 16);
-    wrapLabel(group.label).forEach((line, i) => out.push(text(LEFT + (g + 0.5) * groupWidth, nameY + i * 12, line, { size: panel.say.nameSize, anchor: 'middle' })));
+    wrapLabel(nameUnder(group.label, panel.groups[g - 1]?.label)).forEach((line, i) => out.push(text(LEFT + (g + 0.5) * groupWidth, nameY + i * 12, line, { size: panel.say.nameSize, anchor: 'middle' })));
   });
   return out.join('\n');
 }
@@ -325,7 +325,16 @@ function formatKiB(kib: number): string {
   return `${Math.abs(kib) >= 1 ? round(kib) : kib.toFixed(2)} KiB`;
 }
 
-/** Long server names on two lines ("01-multiprocess" / "--pool 16"; "nginx，" / "1 个 worker，open_file_cache"). */
+/**
+ * The name under a group: a variant of the group before it ("01-multiprocess --pool 16" after
+ * "01-multiprocess") shows only what differs ("--pool 16"), so that two long names do not run
+ * into each other; the bar's own tooltip keeps the full name.
+ */
+function nameUnder(label: string, previous: string | undefined): string {
+  return previous !== undefined && label.startsWith(`${previous} `) ? label.slice(previous.length + 1) : label;
+}
+
+/** Long server names on two lines ("nginx," / "1 worker, open_file_cache"; "nginx，" / "1 个 worker，open_file_cache"). */
 function wrapLabel(label: string): string[] {
   const at = label.search(/[ ，]/);
   if (label.length <= 16 || at <= 0) return [label];
