@@ -14,7 +14,7 @@
  * Two machines, two answers. On the one of the earlier reports every recv() shape cost the
  * same, about 130 ns more than C, which is why shared/libc.ts keeps the declarations that read
  * like the C ones. On the one of December 2026 (Linux 6.18.44-fc-v1272, "Mitigation: PTI" on a
- * CPU shown without PCID) the shapes still cost the same as each other, but 450–490 ns more
+ * CPU shown without PCID) the shapes still cost the same as each other, but 350–490 ns more
  * than C, while labs() through koffi costs 23 ns: koffi's own instructions are cheap; they run
  * slower after a system call. The last lines show why, from C: a system call there empties the
  * TLB, so reading one cache line in each of 256 pages costs about 600 ns more right after a
