@@ -10,14 +10,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
 import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { assertCapOfTwo } from './helpers/max-clients.ts';
 import { lowestFreeFd, openFdCount } from './helpers/proc.ts';
 import { GET, RawClient, fetchWithKeepAlive, rawExchange } from './helpers/http-client.ts';
-import { isAlive, isZombie, processTree, startModel, waitUntil } from './helpers/server.ts';
+import { childrenOf, isAlive, isZombie, processTree, startModel, waitUntil } from './helpers/server.ts';
 
 function commandLine(pid: number): string {
   try {
@@ -25,21 +25,6 @@ function commandLine(pid: number): string {
   } catch {
     return '';
   }
-}
-
-/** Direct children of `pid` (tsx may add an esbuild helper of its own: not ours). */
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(entry));
-    } catch {
-      // ended while we looked
-    }
-  }
-  return children;
 }
 
 /** The children serving one connection each (started with --connection-fd). */

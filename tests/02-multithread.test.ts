@@ -6,18 +6,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { $ } from 'zx';
 import { describeModel } from './helpers/model-suite.ts';
 import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { assertCapOfTwo } from './helpers/max-clients.ts';
-import { lowestFreeFd, statusField, threadCount } from './helpers/proc.ts';
+import { descriptorsFrom, lowestFreeFd, statusField, threadCount } from './helpers/proc.ts';
 import { makeServedRoot } from './helpers/served-root.ts';
 import { GET, RawClient, fetchWithKeepAlive, rawExchange } from './helpers/http-client.ts';
 import { isAlive, processTree, startModel, waitUntil, type RunningServer } from './helpers/server.ts';
-
-
-/** A number field of /proc/PID/status, e.g. "Threads" or "VmRSS" (kB). */
 
 const rssKb = (pid: number) => statusField(pid, 'VmRSS');
 
@@ -38,18 +35,9 @@ const serverSideInode = (serverPort: number, clientPort: number) => serverSideEn
 const serverSendQueue = (serverPort: number, clientPort: number) =>
   parseInt(serverSideEntry(serverPort, clientPort)[4]!.split(':')[0]!, 16);
 
-/** Descriptor numbers in `fdDirectory` that point at socket `inode`. */
-function descriptorsOf(fdDirectory: string, inode: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync(fdDirectory)) {
-    try {
-      if (readlinkSync(`${fdDirectory}/${entry}`) === `socket:[${inode}]`) found.push(Number(entry));
-    } catch {
-      // closed while we looked
-    }
-  }
-  return found;
-}
+/** Descriptor numbers of process or thread `pid` that point at socket `inode`. */
+const descriptorsOf = (pid: number, inode: string): number[] =>
+  [...descriptorsFrom(pid)].filter(([, target]) => target === `socket:[${inode}]`).map(([fd]) => fd);
 
 /** Open `count` connections and have each served one request, so each has a running thread. */
 async function servedClients(port: number, count: number): Promise<RawClient[]> {
@@ -97,7 +85,7 @@ describeModel('02-multithread.ts', {
 
           // Exactly one descriptor for the connection. (In 01-multiprocess the child gets a copy in
           // a table of its own, which is why that parent must close its copy and this one must not.)
-          const inProcess = descriptorsOf(`/proc/${pid}/fd`, inode);
+          const inProcess = descriptorsOf(pid, inode);
           assert.equal(inProcess.length, 1, `descriptors for the connection: ${inProcess.join(', ')}`);
           const [fd] = inProcess;
 
@@ -107,7 +95,7 @@ describeModel('02-multithread.ts', {
           assert.ok(tasks.length > 1);
           for (const task of tasks) {
             try {
-              assert.deepEqual(descriptorsOf(`/proc/${pid}/task/${task}/fd`, inode), [fd], `thread ${task}`);
+              assert.deepEqual(descriptorsOf(Number(task), inode), [fd], `thread ${task}`);
             } catch (error) {
               if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error; // that thread just ended
             }
@@ -115,7 +103,7 @@ describeModel('02-multithread.ts', {
 
           // The client leaves; its worker sees recv() return 0 and closes the descriptor.
           client.close();
-          const released = await waitUntil(() => descriptorsOf(`/proc/${pid}/fd`, inode).length === 0, 10_000);
+          const released = await waitUntil(() => descriptorsOf(pid, inode).length === 0, 10_000);
           assert.ok(released, 'the connection was never closed');
         } finally {
           client.close();

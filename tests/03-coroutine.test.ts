@@ -7,25 +7,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdirSync, readlinkSync } from 'node:fs';
 import { describeModel } from './helpers/model-suite.ts';
 import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
-import { residentBytes, threadCount } from './helpers/proc.ts';
+import { descriptorsFrom, residentBytes, threadCount } from './helpers/proc.ts';
 import { GET, RawClient, rawExchange } from './helpers/http-client.ts';
 import { processTree, waitUntil } from './helpers/server.ts';
 
 /** How many descriptors of `pid` point at `file` (by its path). */
-function descriptorsOpenOn(pid: number, file: string): number {
-  let count = 0;
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      if (readlinkSync(`/proc/${pid}/fd/${fd}`).endsWith(file)) count++;
-    } catch {
-      // closed while we looked
-    }
-  }
-  return count;
-}
+const descriptorsOpenOn = (pid: number, file: string): number =>
+  [...descriptorsFrom(pid).values()].filter((target) => target.endsWith(file)).length;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -84,35 +84,38 @@ describeModel('05-select.ts', {
       // A new descriptor takes the lowest free number: the first client gets a small one.
       const firstFd = lowestFreeFd(model.pid);
       const first = await RawClient.connect(model.port);
-      await first.send(GET('/hello.txt'));
-      assert.equal((await first.readResponse()).status, 200);
-      assert.match(descriptorsFrom(model.pid, firstFd).get(firstFd) ?? '', /^socket:/, `the first client is on fd ${firstFd}`);
-
-      const { crowd, turnedAway } = await crowdPastTheLimit(model);
       try {
-        assert.ok(lowestFreeFd(model.pid) >= 1024, 'every descriptor number below 1024 is taken');
-
-        // One of the earliest clients asks for the large file and reads nothing: the response keeps
-        // the file open in the server, on descriptor 1024, opened after first's socket.
-        const slowReader = crowd[0]!;
-        assert.equal(turnedAway().includes(slowReader), false);
-        slowReader.socket.pause();
-        await slowReader.send(GET(site().bigFile.urlPath));
-        const highFiles = () => [...descriptorsFrom(model.pid, 1024).values()].filter((target) => target.endsWith('/big.bin'));
-        assert.ok(await waitUntil(() => highFiles().length === 1, 10_000), 'the server holds the large file open on a descriptor above 1023');
-
-        // The first client, on its existing connection: still watched, still served.
         await first.send(GET('/hello.txt'));
-        const response = await first.readResponse();
-        assert.equal(response.status, 200);
-        assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
-        assert.equal(highFiles().length, 1, 'the descriptor above 1023 was open all along');
+        assert.equal((await first.readResponse()).status, 200);
+        assert.match(descriptorsFrom(model.pid, firstFd).get(firstFd) ?? '', /^socket:/, `the first client is on fd ${firstFd}`);
 
-        // A newcomer's descriptor is past the limit: that one is turned away.
-        assert.equal((await rawExchange(model.port, GET('/hello.txt'))).status, 503);
+        const { crowd, turnedAway } = await crowdPastTheLimit(model);
+        try {
+          assert.ok(lowestFreeFd(model.pid) >= 1024, 'every descriptor number below 1024 is taken');
+
+          // One of the earliest clients asks for the large file and reads nothing: the response keeps
+          // the file open in the server, on descriptor 1024 or above, opened after first's socket.
+          const slowReader = crowd[0]!;
+          assert.equal(turnedAway().includes(slowReader), false);
+          slowReader.socket.pause();
+          await slowReader.send(GET(site().bigFile.urlPath));
+          const highFiles = () => [...descriptorsFrom(model.pid, 1024).values()].filter((target) => target.endsWith('/big.bin'));
+          assert.ok(await waitUntil(() => highFiles().length === 1, 10_000), 'the server holds the large file open on a descriptor above 1023');
+
+          // The first client, on its existing connection: still watched, still served.
+          await first.send(GET('/hello.txt'));
+          const response = await first.readResponse();
+          assert.equal(response.status, 200);
+          assert.deepEqual(response.body, readFileSync(path.join(WWW, 'hello.txt')));
+          assert.equal(highFiles().length, 1, 'the descriptor above 1023 was open all along');
+
+          // A newcomer's descriptor is past the limit: that one is turned away.
+          assert.equal((await rawExchange(model.port, GET('/hello.txt'))).status, 503);
+        } finally {
+          for (const client of crowd) client.close();
+        }
       } finally {
         first.close();
-        for (const client of crowd) client.close();
       }
     });
   },

@@ -7,12 +7,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { describeModel } from './helpers/model-suite.ts';
 import { assertClosesGentlyAfterA431 } from './helpers/gentle-close.ts';
 import { holdIdleCrowd } from './helpers/idle-crowd.ts';
 import { assertShrinkingFileEndsOnlyItsDownload } from './helpers/shrinking-file.ts';
 import { GET, RawClient } from './helpers/http-client.ts';
+import { descriptorsFrom } from './helpers/proc.ts';
 import { startModel, waitUntil } from './helpers/server.ts';
 
 const EPOLLIN = 0x1;
@@ -33,14 +34,9 @@ function socketFd(pid: number, port: number, remotePort?: number): number {
       (remotePort === undefined ? fields[3] === '0A' /* LISTEN */ : fields[2]?.endsWith(hexPort(remotePort))),
     );
   assert.ok(line, `no socket for port ${port} / ${remotePort} in /proc/net/tcp`);
-  for (const entry of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      if (readlinkSync(`/proc/${pid}/fd/${entry}`) === `socket:[${line[9]}]`) return Number(entry);
-    } catch {
-      // closed while we looked
-    }
-  }
-  throw new Error(`process ${pid} holds no such socket`);
+  const fd = [...descriptorsFrom(pid)].find(([, target]) => target === `socket:[${line[9]}]`)?.[0];
+  if (fd === undefined) throw new Error(`process ${pid} holds no such socket`);
+  return fd;
 }
 
 /**
@@ -50,13 +46,13 @@ function socketFd(pid: number, port: number, remotePort?: number): number {
  */
 function interestList(pid: number, port: number): Map<number, number> {
   const listener = socketFd(pid, port);
-  for (const entry of readdirSync(`/proc/${pid}/fd`)) {
+  for (const [fd, target] of descriptorsFrom(pid)) {
+    if (target !== 'anon_inode:[eventpoll]') continue;
     let info: string;
     try {
-      if (readlinkSync(`/proc/${pid}/fd/${entry}`) !== 'anon_inode:[eventpoll]') continue;
-      info = readFileSync(`/proc/${pid}/fdinfo/${entry}`, 'utf8');
+      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
     } catch {
-      continue;
+      continue; // closed while we looked
     }
     const watched = new Map<number, number>();
     for (const match of info.matchAll(/^tfd:\s+(\d+)\s+events:\s+([0-9a-f]+)/gm)) {

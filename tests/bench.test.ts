@@ -1,9 +1,10 @@
 /**
  * A smoke run of `npm run bench` with the tiniest settings: it must produce a well-formed
  * report (machine line, tables with numbers, CPU per request, the targets) and well-formed
- * SVG figures, each with its Chinese translation in zh/; the references whose prerequisites this machine has (nginx, a C compiler) have
- * their rows. And the README sections it rewrites. It asserts no timing: CI machines differ,
- * and the bench's job is to measure, not to pass.
+ * SVG figures, each with its Chinese translation in zh/; the references whose prerequisites
+ * this machine has (nginx, a C compiler) have their rows. And the README sections it
+ * rewrites. It asserts no timing: CI machines differ, and the bench's job is to measure, not
+ * to pass.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -108,7 +109,7 @@ test('a paired target is the median of the rounds\' ratios, with the lowest and 
   assert.equal(pairedRatio({ server: '06-epoll', microsPerRequest: [8, null] }, ceiling), null, 'one round is not enough');
 });
 
-test('a tiny bench run writes a well-formed Markdown report and SVG chart', { timeout: 150_000 }, async () => {
+test('a tiny bench run writes a well-formed Markdown report and its figures, each with its Chinese twin', { timeout: 150_000 }, async () => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
   try {
     const models = ['03-coroutine', 'node-http', 'nginx-cache', 'c-ceiling', 'js-floor'].join(',');

@@ -94,7 +94,7 @@ test('usage lists the model flags but not the hidden ones', () => {
   assert.match(text, /--request-timeout S\s+408 and close .* \(default 60\)/);
   assert.doesNotMatch(text, /connection-fd/);
   // --trace says what it is for: a few connections by hand, not a load.
-  assert.match(text, /--trace\s+narrate each system call .*for a few\n\s+connections by hand/);
+  assert.match(text, /--trace\s+narrate each system call .*for a few\s+connections by hand/);
 });
 
 test('the log helpers: verbose lines only when asked, errors without stack traces', () => {

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, closeSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, writeFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -166,6 +166,7 @@ test('sendall and sendfile deliver exactly the bytes asked for', async () => {
   } finally {
     closeSync(fileFd);
     pair.close();
+    rmSync(folder, { recursive: true, force: true });
   }
 });
 

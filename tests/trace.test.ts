@@ -7,12 +7,13 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DOCUMENTS, EXCHANGE, SELECT_LIMIT, TRACED_MODELS, markedTranscript, normalise, traceExchange, traceSelectLimit } from '../bench/transcripts.ts';
-import { GET } from './helpers/http-client.ts';
+import { GET, rawExchange } from './helpers/http-client.ts';
 import { REPO_ROOT, startModel, waitUntil } from './helpers/server.ts';
 
 /**
@@ -214,8 +215,9 @@ describe('--trace under load', () => {
     await Promise.all(
       Array.from({ length: 4 }, async () => {
         const socket = net.connect(server.port, '127.0.0.1');
+        socket.on('error', () => {}); // a reset under load is no failure; the answers counted are what matter
         socket.on('data', (chunk: Buffer) => (answered += chunk.toString('latin1').split('HTTP/1.1 200').length - 1));
-        await new Promise((resolve) => socket.once('connect', resolve));
+        await once(socket, 'connect'); // rejects if the connection fails
         while (Date.now() < until) {
           socket.write(request);
           await sleep(1);
@@ -227,7 +229,6 @@ describe('--trace under load', () => {
     const drops = server.output().match(/trace: \d+ lines dropped/g)!;
     assert.ok(drops.length <= 4, `the count comes once per second of drops, not per line (${drops.length} of them)`);
     assert.ok(answered > 100, `the server went on answering (${answered} answers)`);
-    const afterwards = await fetch(server.url + 'hello.txt');
-    assert.equal(afterwards.status, 200);
+    assert.equal((await rawExchange(server.port, GET('/hello.txt'))).status, 200, 'served afterwards');
   });
 });

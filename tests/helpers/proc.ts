@@ -16,8 +16,11 @@ export function lowestFreeFd(pid: number): number {
   return fd;
 }
 
-/** What each of a process's descriptors numbered `from` or more refers to ("socket:[123]", a path...). */
-export function descriptorsFrom(pid: number, from: number): Map<number, string> {
+/**
+ * What each of a process's descriptors numbered `from` or more refers to ("socket:[123]", a path...).
+ * `pid` may be a thread's id too: /proc/TID/fd is that thread's view of the table.
+ */
+export function descriptorsFrom(pid: number, from = 0): Map<number, string> {
   const found = new Map<number, string>();
   for (const entry of readdirSync(`/proc/${pid}/fd`)) {
     const fd = Number(entry);

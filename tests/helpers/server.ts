@@ -62,8 +62,8 @@ export async function waitUntil(condition: () => boolean, timeoutMs: number, ste
   return condition();
 }
 
-/** The pids of `pid` and all its descendants, from /proc. */
-export function processTree(pid: number): number[] {
+/** Every process's children, by parent pid, from /proc. */
+function childrenByParent(): Map<number, number[]> {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -75,6 +75,15 @@ export function processTree(pid: number): number[] {
       // the process ended while we looked
     }
   }
+  return children;
+}
+
+/** The direct children of `pid` (tsx may add an esbuild helper of its own: callers tell theirs apart). */
+export const childrenOf = (pid: number): number[] => childrenByParent().get(pid) ?? [];
+
+/** The pids of `pid` and all its descendants, from /proc. */
+export function processTree(pid: number): number[] {
+  const children = childrenByParent();
   const tree = [pid];
   for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
   return tree;

@@ -15,7 +15,7 @@ const CHINESE_FONTS = ['PingFang SC', 'Microsoft YaHei', 'Noto Sans CJK SC'];
 const ENGLISH_PHRASE = /\b[a-z]{3,}[ ,]+[a-z]{2,}\b(?!\()/;
 
 /** The <svg …> start tag of a figure. */
-export function rootOf(svg: string): string {
+function rootOf(svg: string): string {
   const root = svg.match(/^<svg\b[^>]*>/)?.[0];
   assert.ok(root, 'the figure starts with <svg …>');
   return root;
