@@ -2,10 +2,10 @@
  * bench/syscall-cost.ts: what one system call costs on this machine, measured from C
  * (bench/references/syscall-cost.c), and what it costs the code that runs after it.
  *
- * Both figures explain the others: every server makes at least a recv() and a send() per
- * keep-alive request, and where each system call also empties the TLB (the kernel's
- * page-table isolation on a CPU without PCID), a server pays again, after every call, for
- * each page of code and data it touches. A JavaScript server touches far more pages per
+ * Both figures explain the others: every server but 07 makes at least a recv() and a send()
+ * per keep-alive request (07 hands many to one io_uring_enter), and where each system call
+ * also empties the TLB (the kernel's page-table isolation on a CPU without PCID), a server
+ * pays again, after every call, for each page of code and data it touches. A JavaScript server touches far more pages per
  * request than the C ceiling does, so such a machine widens the gap between them.
  */
 import { readFileSync } from 'node:fs';

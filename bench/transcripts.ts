@@ -18,7 +18,7 @@
  * in README.md, README.zh-CN.md, www/guide/05-select.html and www/zh/05-select.html (a fenced
  * block in the READMEs, a <pre> on the pages; the same text in both languages). The numbers in
  * them are one run's: descriptors, ports and pids differ from run to run and from one Node
- * version to the next. tests/transcripts.test.ts makes a fresh run and compares, after
+ * version to the next. tests/trace.test.ts makes a fresh run and compares, after
  * `normalise()` has replaced those numbers in both, so a change to what --trace prints fails
  * it until this command has been run again.
  */
