@@ -9,9 +9,9 @@
  * K is past each model's capacity: past --max-clients for 01 and 02 (a process or a thread per
  * connection), past descriptor 1023 for 05 (select's FD_SETSIZE), thousands for the others.
  */
-import { delay, exited, spawnChild, stopTree } from './children.ts';
+import { delay, spawnChild } from './children.ts';
 import { descriptorLimit } from './crowd.ts';
-import { readEvent } from './holder.ts';
+import { askStatus, endChild, readEvent } from './holder.ts';
 import { getOnNewConnection } from './http-probe.ts';
 import { NORMAL_LOAD_CONNECTIONS } from './report.ts';
 import { withServer } from './session.ts';
@@ -65,7 +65,7 @@ async function runServer(server: ServerSpec, steps: Step[], context: RunContext)
         context.generator.run({ url: running.url + SMALL_PAGE.slice(1), connections: NORMAL_LOAD_CONNECTIONS, seconds: settings.slowSeconds, closeEachRequest: false, largeResponses: false }),
         newcomersDuring(running.port, windowMs),
       ]);
-      const after = await statusOf(child);
+      const after = await askStatus(child).catch(() => null);
       const answered = load.requests - load.non2xx;
       const row: SlowRow = {
         server: server.id,
@@ -80,17 +80,9 @@ async function runServer(server: ServerSpec, steps: Step[], context: RunContext)
       };
       (context.results.slowloris ??= []).push(row);
     } finally {
-      child.stdin!.end();
-      await Promise.race([exited(child), delay(5000)]);
-      await stopTree(child, 0, 'SIGKILL');
+      await endChild(child);
     }
   });
-}
-
-async function statusOf(child: Parameters<typeof readEvent>[0]): Promise<Record<string, unknown> | null> {
-  const answer = readEvent(child, 'status', 10_000);
-  child.stdin!.write('status\n');
-  return answer.catch(() => null);
 }
 
 /** A new client (connect, GET, whole answer) every half second of the window; each may wait until the window ends. */
