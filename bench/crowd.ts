@@ -15,10 +15,9 @@
  * each measurement the holder says how many are still open: a server that dropped some would
  * look cheaper than it is, so the climb stops there, and the report says what stopped it.
  */
-import { readFileSync } from 'node:fs';
 import { delay } from './children.ts';
 import { startHolder, describeCounts, type Holder, type HolderReady } from './holder.ts';
-import { openFdCount, processTree, waitUntilQuiet } from './proc.ts';
+import { descriptorLimit, treeFds, waitUntilQuiet } from './proc.ts';
 import { busyConnections } from './report.ts';
 import { measureCalmly, measureUnder, warmUp, withServer } from './session.ts';
 import { SMALL_PAGE } from './site.ts';
@@ -33,15 +32,6 @@ const DESCRIPTOR_RESERVE = 100;
 const QUIET_WAIT_MS = 3000;
 /** One held connection's GET may take this long before it counts as failed. */
 const OPEN_TIMEOUT_MS = 20_000;
-
-/** The soft RLIMIT_NOFILE of this process, which the servers and the holder inherit (Node raises its soft limit to the hard one at start). */
-export function descriptorLimit(): number {
-  const line = readFileSync('/proc/self/limits', 'utf8')
-    .split('\n')
-    .find((text) => text.startsWith('Max open files'));
-  const soft = line?.split(/\s{2,}/)[1];
-  return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft);
-}
 
 /** The most idle connections the scenario asks of `server`, and what sets that number. */
 function topOf(server: ServerSpec, settings: Settings): { connections: number; why: string } {
@@ -132,10 +122,6 @@ function busiest(settings: Settings): number {
 
 function describeLoad(load: CrowdLoad): string {
   return `${busyConnections(load.active)}, ${load.seconds} s`;
-}
-
-function treeFds(pid: number): number {
-  return processTree(pid).reduce((total, { pid: member }) => total + openFdCount(member), 0);
 }
 
 /** The levels in turn, opening the idle connections each needs; returns what stopped the climb ('' when nothing did). */

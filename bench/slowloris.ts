@@ -10,9 +10,9 @@
  * connection), past descriptor 1023 for 05 (select's FD_SETSIZE), thousands for the others.
  */
 import { delay, spawnChild } from './children.ts';
-import { descriptorLimit } from './crowd.ts';
 import { askStatus, endChild, readEvent } from './holder.ts';
 import { getOnNewConnection } from './http-probe.ts';
+import { descriptorLimit } from './proc.ts';
 import { NORMAL_LOAD_CONNECTIONS } from './report.ts';
 import { withServer } from './session.ts';
 import { REPO_ROOT, SMALL_PAGE } from './site.ts';
