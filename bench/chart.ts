@@ -137,7 +137,7 @@ export function renderCharts(report: BenchReport): { en: string; zh: string } {
   return { en, zh: renderChart(report, 'zh', translationComment(CHART_FIGURE, en)) };
 }
 
-export function renderChart(report: BenchReport, language: Language, comment?: string): string {
+function renderChart(report: BenchReport, language: Language, comment?: string): string {
   const say: Labels = LABELS[language];
   const panels = [requestsPanel(report, language), cpuPanel(report, language), memoryPanel(report, language)].filter((panel): panel is Panel => panel !== null);
   const height = 40 + panels.length * PANEL_HEIGHT + 10;

@@ -89,7 +89,7 @@ export function writeCrowdCharts(report: BenchReport, folder: string, site: bool
  * The figure in English and in Chinese, or null when the run has no crowd rows. The Chinese one
  * records the fingerprint of the English text it translates (tests/site.test.ts checks it).
  */
-export function renderCrowdCharts(report: BenchReport): { en: string; zh: string } | null {
+function renderCrowdCharts(report: BenchReport): { en: string; zh: string } | null {
   const en = renderCrowdChart(report, 'en');
   if (en === null) return null;
   return { en, zh: renderCrowdChart(report, 'zh', translationComment(CROWD_FIGURE, en))! };

@@ -214,7 +214,7 @@ function crowdBaseline(rows: CrowdRow[]): CrowdRow | undefined {
 }
 
 /** A server's CPU per request with the most idle connections held, against its own with none, under one load. */
-export function crowdGrowth(report: BenchReport, server: string, active: number): { base: CrowdRow; top: CrowdRow; ratio: number } | null {
+function crowdGrowth(report: BenchReport, server: string, active: number): { base: CrowdRow; top: CrowdRow; ratio: number } | null {
   const rows = crowdRows(report, server, active);
   const base = rows[0]?.held === 0 ? rows[0] : undefined;
   const top = rows.at(-1);
@@ -231,7 +231,7 @@ export function busyConnections(active: number, language: Language = 'en'): stri
 
 /** The crowd figure (bench/crowd-chart.ts), beside latest.md, and what it shows in words. */
 export const CROWD_FIGURE = 'crowd.svg';
-export const CROWD_FIGURE_ALT = 'Server CPU time per request and p99 latency against the idle connections held, one line per server: 04 and 05 climb, 06, 07 and the references stay flat';
+const CROWD_FIGURE_ALT = 'Server CPU time per request and p99 latency against the idle connections held, one line per server: 04 and 05 climb, 06, 07 and the references stay flat';
 
 function crowdTable(report: BenchReport): Table | null {
   const rows = report.results.crowd ?? [];
@@ -289,7 +289,7 @@ function crowdReachTable(report: BenchReport): Table | null {
 }
 
 /** The slowloris scenario's newcomers: how many were answered, and the longest any of those waited. */
-export function newcomersServed(row: SlowRow): { served: number; tried: number; longestMs: number | null } {
+function newcomersServed(row: SlowRow): { served: number; tried: number; longestMs: number | null } {
   const waits = row.newcomers.flatMap((newcomer) => (newcomer.waitedMs === null ? [] : [newcomer.waitedMs]));
   return { served: waits.length, tried: row.newcomers.length, longestMs: waits.length === 0 ? null : Math.max(...waits) };
 }

@@ -295,7 +295,7 @@ export function markedTranscript(text: string, name: string): string | null {
 }
 
 /** Write each transcript into every document that has its markers; one line per document. */
-export function writeTranscripts(transcripts: Record<string, string>, root = REPO_ROOT): string[] {
+function writeTranscripts(transcripts: Record<string, string>, root = REPO_ROOT): string[] {
   return DOCUMENTS.map(({ file, render }) => {
     const where = path.join(root, file);
     if (!existsSync(where)) return `${file}: not found`;
