@@ -8,7 +8,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { translationComment } from './figure-text.ts';
+import { escapeXml, translationComment } from './figure-text.ts';
 import type { BenchReport, Language } from './report.ts';
 import { cpuMicrosPerRequest, machineLine, micros, requestsPerSecond } from './report.ts';
 import type { IdleRow, LoadRow } from './types.ts';
@@ -359,8 +359,4 @@ export function text(x: number, y: number, content: string, style: TextStyle): s
   if (style.color !== undefined) attributes.push(`fill="${style.color}"`);
   if (style.rotate) attributes.push(`transform="rotate(-90 ${x.toFixed(1)} ${y.toFixed(1)})"`, 'dominant-baseline="middle"');
   return `<text ${attributes.join(' ')}>${escapeXml(content)}</text>`;
-}
-
-export function escapeXml(content: string): string {
-  return content.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }

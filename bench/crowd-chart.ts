@@ -7,8 +7,8 @@
  * for README.zh-CN.md and www/zh/), from the same numbers and one table of labels.
  */
 import path from 'node:path';
-import { FONTS, LANG_ATTRIBUTE, WIDTH, escapeXml, machineAndGenerator, serverName, text, writeInBothLanguages } from './chart.ts';
-import { translationComment } from './figure-text.ts';
+import { FONTS, LANG_ATTRIBUTE, WIDTH, machineAndGenerator, serverName, text, writeInBothLanguages } from './chart.ts';
+import { escapeXml, translationComment } from './figure-text.ts';
 import { CROWD_FIGURE, cpuMicrosPerRequest, crowdLoadsOf, crowdRows, micros, milliseconds, type BenchReport, type Language } from './report.ts';
 import { REPO_ROOT } from './site.ts';
 import type { CrowdRow } from './types.ts';
