@@ -29,7 +29,7 @@ import type { CrowdLoad, CrowdRow, RunContext, RunningServer, Scenario, Scenario
  */
 const DESCRIPTOR_RESERVE = 100;
 /** A polling model (04) never goes quiet while it holds connections: wait at most this long. */
-const QUIET_WAIT_MS = 3000;
+const POLLING_QUIET_WAIT_MS = 3000;
 /** One held connection's GET may take this long before it counts as failed. */
 const OPEN_TIMEOUT_MS = 20_000;
 
@@ -101,12 +101,12 @@ async function climb(steps: Step[], running: RunningServer, context: RunContext)
   if (crowd.holder !== null) {
     const deadline = Date.now() + 10_000;
     while (treeFds(running.pid) > fdsAtStart + 2 && Date.now() < deadline) await delay(100);
-    await waitUntilQuiet(running.pid, QUIET_WAIT_MS);
+    await waitUntilQuiet(running.pid, POLLING_QUIET_WAIT_MS);
     if (!settings.quick) await context.patience.waitForQuietMachine(5000);
     const again = steps.at(-1)!;
     for (const load of settings.crowdLoads) {
       context.progress(again, `none again, the idle connections closed; ${describeLoad(load)}`);
-      const row = await measureCalmly(again, running, context, () => measureLevel(again, load, running, null, context), QUIET_WAIT_MS);
+      const row = await measureCalmly(again, running, context, () => measureLevel(again, load, running, null, context), POLLING_QUIET_WAIT_MS);
       context.results.crowd!.push({ ...row, again: true });
     }
   }
@@ -150,11 +150,11 @@ async function climbLevels(steps: Step[], running: RunningServer, context: RunCo
         return `only ${ready.held.toLocaleString('en')} of ${wanted.toLocaleString('en')} held (${why})${said === undefined ? '' : `; the server said “${said}”`}`;
       }
     }
-    await waitUntilQuiet(running.pid, QUIET_WAIT_MS);
+    await waitUntilQuiet(running.pid, POLLING_QUIET_WAIT_MS);
     if (!settings.quick) await context.patience.waitForQuietMachine(5000);
     for (const load of settings.crowdLoads) {
       context.progress(planned, describeLoad(load));
-      const row = await measureCalmly(planned, running, context, () => measureLevel(planned, load, running, crowd.holder, context), QUIET_WAIT_MS);
+      const row = await measureCalmly(planned, running, context, () => measureLevel(planned, load, running, crowd.holder, context), POLLING_QUIET_WAIT_MS);
       context.results.crowd!.push(row);
       if (row.stillOpen < row.held) return `the server closed ${(row.held - row.stillOpen).toLocaleString('en')} of the ${row.held.toLocaleString('en')} idle connections during the measurement`;
     }
