@@ -33,8 +33,18 @@ const POLLING_QUIET_WAIT_MS = 3000;
 /** One held connection's GET may take this long before it counts as failed. */
 const OPEN_TIMEOUT_MS = 20_000;
 
-/** The most idle connections the scenario asks of `server`, and what sets that number. */
-function topOf(server: ServerSpec, settings: Settings): { connections: number; why: string } {
+/** The most idle connections the scenario asks of a server, and what sets that number. */
+interface Top {
+  connections: number;
+  why: string;
+}
+
+/** A crowd step, with its server's Top as plan worked it out (run.ts hands runServer the steps plan made). */
+interface CrowdStep extends Step {
+  top: Top;
+}
+
+function topOf(server: ServerSpec, settings: Settings): Top {
   const highest = Math.max(...settings.crowdLevels);
   const limit = descriptorLimit();
   let top = { connections: highest, why: `the scenario's highest level (${highest.toLocaleString('en')})` };
@@ -51,19 +61,19 @@ function topOf(server: ServerSpec, settings: Settings): { connections: number; w
   return top;
 }
 
-function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Settings): { steps: Step[]; skips: Skip[] } {
+function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Settings): { steps: CrowdStep[]; skips: Skip[] } {
   if (!names.includes('crowd')) return { steps: [], skips: [] };
   const skip = (reason: string) => ({ steps: [], skips: [{ server: server.id, scenario: 'crowd' as const, reason: `not measured: ${reason}` }] });
   if (server.only !== null && !server.only.scenarios.includes('crowd')) return skip(server.only.why);
   if (server.cap !== null) return skip(`${server.cap.why}: it is capped at ${server.cap.connections} connections, so it cannot hold a crowd`);
-  const top = topOf(server, settings).connections;
-  const levels = [...new Set(settings.crowdLevels.map((level) => Math.min(level, top)))].sort((a, b) => a - b);
+  const top = topOf(server, settings);
+  const levels = [...new Set(settings.crowdLevels.map((level) => Math.min(level, top.connections)))].sort((a, b) => a - b);
   // The last step measures N = 0 again, once the idle connections are closed (see climb).
-  const steps: Step[] = [...levels, 0].map((connections) => ({ server, scenario: 'crowd', connections }));
+  const steps: CrowdStep[] = [...levels, 0].map((connections) => ({ server, scenario: 'crowd', connections, top }));
   return { steps, skips: [] };
 }
 
-async function runServer(server: ServerSpec, steps: Step[], context: RunContext): Promise<void> {
+async function runServer(server: ServerSpec, steps: CrowdStep[], context: RunContext): Promise<void> {
   const results = context.results;
   results.crowd ??= [];
   results.crowdReach ??= [];
@@ -78,10 +88,9 @@ async function runServer(server: ServerSpec, steps: Step[], context: RunContext)
 }
 
 /** Every level in turn, on one start of the server; returns what stopped the climb. */
-async function climb(steps: Step[], running: RunningServer, context: RunContext): Promise<string> {
+async function climb(steps: CrowdStep[], running: RunningServer, context: RunContext): Promise<string> {
   const { settings } = context;
-  const server = steps[0]!.server;
-  const top = topOf(server, settings);
+  const { server, top } = steps[0]!;
   await warmUp(steps[0]!, running, context);
   const fdsAtStart = treeFds(running.pid);
   // select() watches descriptor numbers below 1024, and the kernel gives each new connection

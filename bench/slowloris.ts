@@ -32,25 +32,29 @@ function inScope(server: ServerSpec): boolean {
   return server.kind === 'model' || server.id === 'nginx';
 }
 
-/** How many trickle, and how the server is started for it. */
-function shapeFor(server: ServerSpec, settings: Settings): { tricklers: number; launch: LaunchOptions } {
-  const launch: LaunchOptions = { requestTimeoutSeconds: settings.slowRequestTimeout };
-  if (server.cap !== null) {
-    // 01 and 02 at the bench's cap for them, and half as many again trickling.
-    return { tricklers: Math.ceil(server.cap.connections * 1.5), launch: { ...launch, maxClients: server.cap.connections } };
-  }
+/** How many trickle. */
+function tricklersFor(server: ServerSpec, settings: Settings): number {
+  // 01 and 02: half as many again as the bench's cap for them.
+  if (server.cap !== null) return Math.ceil(server.cap.connections * 1.5);
   const many = server.crowdLimit?.descriptorsBelow !== undefined ? PAST_SELECT : settings.quick ? MANY.quick : MANY.full;
-  return { tricklers: Math.min(many, descriptorLimit() - DESCRIPTORS_KEPT), launch };
+  return Math.min(many, descriptorLimit() - DESCRIPTORS_KEPT);
+}
+
+/** How the server is started for it: the short request deadline, and 01 and 02 at the bench's cap for them. */
+function launchFor(server: ServerSpec, settings: Settings): LaunchOptions {
+  const launch: LaunchOptions = { requestTimeoutSeconds: settings.slowRequestTimeout };
+  return server.cap === null ? launch : { ...launch, maxClients: server.cap.connections };
 }
 
 function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Settings): { steps: Step[]; skips: [] } {
   if (!names.includes('slowloris') || !inScope(server)) return { steps: [], skips: [] };
-  return { steps: [{ server, scenario: 'slowloris', connections: shapeFor(server, settings).tricklers }], skips: [] };
+  return { steps: [{ server, scenario: 'slowloris', connections: tricklersFor(server, settings) }], skips: [] };
 }
 
 async function runServer(server: ServerSpec, steps: Step[], context: RunContext): Promise<void> {
   const step = steps[0]!;
-  const { tricklers, launch } = shapeFor(server, context.settings);
+  const tricklers = step.connections;
+  const launch = launchFor(server, context.settings);
   const launching = { ...server, launch: (site: Parameters<ServerSpec['launch']>[0]) => server.launch(site, launch) };
   await withServer(launching, steps, context, async (running) => {
     const { settings } = context;
