@@ -130,7 +130,8 @@ export function writeInBothLanguages(folders: string[], name: string, figures: {
 
 /**
  * The chart in English and in Chinese. The Chinese one records the fingerprint of the English
- * text it translates (tests/site.test.ts checks it).
+ * text it translates (tests/helpers/translated-figure.ts checks it, for tests/site.test.ts and
+ * tests/bench.test.ts).
  */
 export function renderCharts(report: BenchReport): { en: string; zh: string } {
   const en = renderChart(report, 'en');

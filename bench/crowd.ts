@@ -11,7 +11,8 @@
  * One start per server: a warm-up, then N climbs (the holder opens the ones missing at each
  * level) from 0 to the most the server can hold here: the descriptor limit (each held
  * connection takes a descriptor in the server and one in the holder), or its own limit below
- * that (ServerSpec.crowdLimit: select's descriptor 1024, nginx's worker_connections). After
+ * that (ServerSpec.crowdLimit: select's descriptor 1024, nginx's worker_connections, and for
+ * 04 the bench's time: 10,000, where one pass of its loop takes a tenth of a second). After
  * each measurement the holder says how many are still open: a server that dropped some would
  * look cheaper than it is, so the climb stops there, and the report says what stopped it.
  */

@@ -1,8 +1,9 @@
 /**
  * bench/figure-text.ts: what a figure says, and its fingerprint. A Chinese figure
  * (www/images/zh/NAME.svg) records the fingerprint of the English text it translates;
- * tests/site.test.ts compares it with the English figure's, and bench/chart.ts and
- * bench/crowd-chart.ts write it into the Chinese figures they draw.
+ * tests/helpers/translated-figure.ts (for tests/site.test.ts and tests/bench.test.ts) compares
+ * it with the English figure's, and bench/chart.ts and bench/crowd-chart.ts write it into the
+ * Chinese figures they draw.
  */
 import { createHash } from 'node:crypto';
 

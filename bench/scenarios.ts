@@ -1,5 +1,6 @@
 /**
- * bench/scenarios.ts: what is measured, and how.
+ * bench/scenarios.ts: the base scenarios, what they measure, and how (the crowd scenario is
+ * bench/crowd.ts's, slowloris bench/slowloris.ts's).
  *
  *   keepalive  GET /index.html over 1, 10 and 100 keep-alive connections
  *   close      a new connection for every request (`Connection: close`), 10 at a time:
