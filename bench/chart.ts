@@ -8,7 +8,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { translationComment } from './figure-text.ts';
+import { escapeXml, translationComment } from './figure-text.ts';
 import type { BenchReport, Language } from './report.ts';
 import { cpuMicrosPerRequest, machineLine, micros, requestsPerSecond } from './report.ts';
 import type { IdleRow, LoadRow } from './types.ts';
@@ -130,14 +130,15 @@ export function writeInBothLanguages(folders: string[], name: string, figures: {
 
 /**
  * The chart in English and in Chinese. The Chinese one records the fingerprint of the English
- * text it translates (tests/site.test.ts checks it).
+ * text it translates (tests/helpers/translated-figure.ts checks it, for tests/site.test.ts and
+ * tests/bench.test.ts).
  */
 export function renderCharts(report: BenchReport): { en: string; zh: string } {
   const en = renderChart(report, 'en');
   return { en, zh: renderChart(report, 'zh', translationComment(CHART_FIGURE, en)) };
 }
 
-export function renderChart(report: BenchReport, language: Language, comment?: string): string {
+function renderChart(report: BenchReport, language: Language, comment?: string): string {
   const say: Labels = LABELS[language];
   const panels = [requestsPanel(report, language), cpuPanel(report, language), memoryPanel(report, language)].filter((panel): panel is Panel => panel !== null);
   const height = 40 + panels.length * PANEL_HEIGHT + 10;
@@ -359,8 +360,4 @@ export function text(x: number, y: number, content: string, style: TextStyle): s
   if (style.color !== undefined) attributes.push(`fill="${style.color}"`);
   if (style.rotate) attributes.push(`transform="rotate(-90 ${x.toFixed(1)} ${y.toFixed(1)})"`, 'dominant-baseline="middle"');
   return `<text ${attributes.join(' ')}>${escapeXml(content)}</text>`;
-}
-
-export function escapeXml(content: string): string {
-  return content.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }

@@ -2,13 +2,13 @@
  * bench/crowd-chart.ts: bench/results/crowd.svg, the figure the article never had: the server
  * CPU time per request, and the busy connections' p99 latency, against the idle connections
  * held beside them, one line per server. Both axes are logarithmic: N runs from none to
- * twenty thousand, the cost from a few µs to a millisecond. (The x axis is log(N + 10), so
+ * twenty thousand, the cost from a few µs to a tenth of a second. (The x axis is log(N + 10), so
  * that N = 0 has a place at its left end.) The same drawing comes in Chinese (zh/crowd.svg,
  * for README.zh-CN.md and www/zh/), from the same numbers and one table of labels.
  */
 import path from 'node:path';
-import { FONTS, LANG_ATTRIBUTE, WIDTH, escapeXml, machineAndGenerator, serverName, text, writeInBothLanguages } from './chart.ts';
-import { translationComment } from './figure-text.ts';
+import { FONTS, LANG_ATTRIBUTE, WIDTH, machineAndGenerator, serverName, text, writeInBothLanguages } from './chart.ts';
+import { escapeXml, translationComment } from './figure-text.ts';
 import { CROWD_FIGURE, cpuMicrosPerRequest, crowdLoadsOf, crowdRows, micros, milliseconds, type BenchReport, type Language } from './report.ts';
 import { REPO_ROOT } from './site.ts';
 import type { CrowdRow } from './types.ts';
@@ -20,7 +20,7 @@ const PLOT_RIGHT = WIDTH - LEGEND_WIDTH - 20;
 const PLOT_TOP = 30;
 const PLOT_BOTTOM = 50;
 const X_TICKS = [0, 100, 300, 1000, 3000, 10_000, 20_000];
-const Y_TICKS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000];
+const Y_TICKS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000];
 
 /** Models in strong colours and solid lines, references dashed. */
 const COLORS: Record<string, string> = {
@@ -87,9 +87,10 @@ export function writeCrowdCharts(report: BenchReport, folder: string, site: bool
 
 /**
  * The figure in English and in Chinese, or null when the run has no crowd rows. The Chinese one
- * records the fingerprint of the English text it translates (tests/site.test.ts checks it).
+ * records the fingerprint of the English text it translates (tests/helpers/translated-figure.ts
+ * checks it, for tests/site.test.ts and tests/bench.test.ts).
  */
-export function renderCrowdCharts(report: BenchReport): { en: string; zh: string } | null {
+function renderCrowdCharts(report: BenchReport): { en: string; zh: string } | null {
   const en = renderCrowdChart(report, 'en');
   if (en === null) return null;
   return { en, zh: renderCrowdChart(report, 'zh', translationComment(CROWD_FIGURE, en))! };

@@ -11,14 +11,14 @@
  * One start per server: a warm-up, then N climbs (the holder opens the ones missing at each
  * level) from 0 to the most the server can hold here: the descriptor limit (each held
  * connection takes a descriptor in the server and one in the holder), or its own limit below
- * that (ServerSpec.crowdLimit: select's descriptor 1024, nginx's worker_connections). After
+ * that (ServerSpec.crowdLimit: select's descriptor 1024, nginx's worker_connections, and for
+ * 04 the bench's time: 10,000, where one pass of its loop takes a tenth of a second). After
  * each measurement the holder says how many are still open: a server that dropped some would
  * look cheaper than it is, so the climb stops there, and the report says what stopped it.
  */
-import { readFileSync } from 'node:fs';
 import { delay } from './children.ts';
 import { startHolder, describeCounts, type Holder, type HolderReady } from './holder.ts';
-import { openFdCount, processTree, waitUntilQuiet } from './proc.ts';
+import { descriptorLimit, treeFds, waitUntilQuiet } from './proc.ts';
 import { busyConnections } from './report.ts';
 import { measureCalmly, measureUnder, warmUp, withServer } from './session.ts';
 import { SMALL_PAGE } from './site.ts';
@@ -30,21 +30,22 @@ import type { CrowdLoad, CrowdRow, RunContext, RunningServer, Scenario, Scenario
  */
 const DESCRIPTOR_RESERVE = 100;
 /** A polling model (04) never goes quiet while it holds connections: wait at most this long. */
-const QUIET_WAIT_MS = 3000;
+const POLLING_QUIET_WAIT_MS = 3000;
 /** One held connection's GET may take this long before it counts as failed. */
 const OPEN_TIMEOUT_MS = 20_000;
 
-/** The soft RLIMIT_NOFILE of this process, which the servers and the holder inherit (Node raises its soft limit to the hard one at start). */
-export function descriptorLimit(): number {
-  const line = readFileSync('/proc/self/limits', 'utf8')
-    .split('\n')
-    .find((text) => text.startsWith('Max open files'));
-  const soft = line?.split(/\s{2,}/)[1];
-  return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft);
+/** The most idle connections the scenario asks of a server, and what sets that number. */
+interface Top {
+  connections: number;
+  why: string;
 }
 
-/** The most idle connections the scenario asks of `server`, and what sets that number. */
-function topOf(server: ServerSpec, settings: Settings): { connections: number; why: string } {
+/** A crowd step, with its server's Top as plan worked it out (run.ts hands runServer the steps plan made). */
+interface CrowdStep extends Step {
+  top: Top;
+}
+
+function topOf(server: ServerSpec, settings: Settings): Top {
   const highest = Math.max(...settings.crowdLevels);
   const limit = descriptorLimit();
   let top = { connections: highest, why: `the scenario's highest level (${highest.toLocaleString('en')})` };
@@ -61,19 +62,19 @@ function topOf(server: ServerSpec, settings: Settings): { connections: number; w
   return top;
 }
 
-function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Settings): { steps: Step[]; skips: Skip[] } {
+function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Settings): { steps: CrowdStep[]; skips: Skip[] } {
   if (!names.includes('crowd')) return { steps: [], skips: [] };
   const skip = (reason: string) => ({ steps: [], skips: [{ server: server.id, scenario: 'crowd' as const, reason: `not measured: ${reason}` }] });
   if (server.only !== null && !server.only.scenarios.includes('crowd')) return skip(server.only.why);
   if (server.cap !== null) return skip(`${server.cap.why}: it is capped at ${server.cap.connections} connections, so it cannot hold a crowd`);
-  const top = topOf(server, settings).connections;
-  const levels = [...new Set(settings.crowdLevels.map((level) => Math.min(level, top)))].sort((a, b) => a - b);
+  const top = topOf(server, settings);
+  const levels = [...new Set(settings.crowdLevels.map((level) => Math.min(level, top.connections)))].sort((a, b) => a - b);
   // The last step measures N = 0 again, once the idle connections are closed (see climb).
-  const steps: Step[] = [...levels, 0].map((connections) => ({ server, scenario: 'crowd', connections }));
+  const steps: CrowdStep[] = [...levels, 0].map((connections) => ({ server, scenario: 'crowd', connections, top }));
   return { steps, skips: [] };
 }
 
-async function runServer(server: ServerSpec, steps: Step[], context: RunContext): Promise<void> {
+async function runServer(server: ServerSpec, steps: CrowdStep[], context: RunContext): Promise<void> {
   const results = context.results;
   results.crowd ??= [];
   results.crowdReach ??= [];
@@ -88,10 +89,9 @@ async function runServer(server: ServerSpec, steps: Step[], context: RunContext)
 }
 
 /** Every level in turn, on one start of the server; returns what stopped the climb. */
-async function climb(steps: Step[], running: RunningServer, context: RunContext): Promise<string> {
+async function climb(steps: CrowdStep[], running: RunningServer, context: RunContext): Promise<string> {
   const { settings } = context;
-  const server = steps[0]!.server;
-  const top = topOf(server, settings);
+  const { server, top } = steps[0]!;
   await warmUp(steps[0]!, running, context);
   const fdsAtStart = treeFds(running.pid);
   // select() watches descriptor numbers below 1024, and the kernel gives each new connection
@@ -111,12 +111,12 @@ async function climb(steps: Step[], running: RunningServer, context: RunContext)
   if (crowd.holder !== null) {
     const deadline = Date.now() + 10_000;
     while (treeFds(running.pid) > fdsAtStart + 2 && Date.now() < deadline) await delay(100);
-    await waitUntilQuiet(running.pid, QUIET_WAIT_MS);
+    await waitUntilQuiet(running.pid, POLLING_QUIET_WAIT_MS);
     if (!settings.quick) await context.patience.waitForQuietMachine(5000);
     const again = steps.at(-1)!;
     for (const load of settings.crowdLoads) {
       context.progress(again, `none again, the idle connections closed; ${describeLoad(load)}`);
-      const row = await measureCalmly(again, running, context, () => measureLevel(again, load, running, null, context), QUIET_WAIT_MS);
+      const row = await measureCalmly(again, running, context, () => measureLevel(again, load, running, null, context), POLLING_QUIET_WAIT_MS);
       context.results.crowd!.push({ ...row, again: true });
     }
   }
@@ -132,10 +132,6 @@ function busiest(settings: Settings): number {
 
 function describeLoad(load: CrowdLoad): string {
   return `${busyConnections(load.active)}, ${load.seconds} s`;
-}
-
-function treeFds(pid: number): number {
-  return processTree(pid).reduce((total, { pid: member }) => total + openFdCount(member), 0);
 }
 
 /** The levels in turn, opening the idle connections each needs; returns what stopped the climb ('' when nothing did). */
@@ -164,11 +160,11 @@ async function climbLevels(steps: Step[], running: RunningServer, context: RunCo
         return `only ${ready.held.toLocaleString('en')} of ${wanted.toLocaleString('en')} held (${why})${said === undefined ? '' : `; the server said “${said}”`}`;
       }
     }
-    await waitUntilQuiet(running.pid, QUIET_WAIT_MS);
+    await waitUntilQuiet(running.pid, POLLING_QUIET_WAIT_MS);
     if (!settings.quick) await context.patience.waitForQuietMachine(5000);
     for (const load of settings.crowdLoads) {
       context.progress(planned, describeLoad(load));
-      const row = await measureCalmly(planned, running, context, () => measureLevel(planned, load, running, crowd.holder, context), QUIET_WAIT_MS);
+      const row = await measureCalmly(planned, running, context, () => measureLevel(planned, load, running, crowd.holder, context), POLLING_QUIET_WAIT_MS);
       context.results.crowd!.push(row);
       if (row.stillOpen < row.held) return `the server closed ${(row.held - row.stillOpen).toLocaleString('en')} of the ${row.held.toLocaleString('en')} idle connections during the measurement`;
     }

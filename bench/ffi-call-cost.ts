@@ -23,7 +23,7 @@
  * server touches many more pages between its calls than the C ceiling does.
  */
 import koffi from 'koffi';
-import { PAGES_PER_PASS, measureSystemCallCost, pageTableIsolation } from './syscall-cost.ts';
+import { PACKED_PAGES, PAGES_PER_PASS, measureSystemCallCost, pageTableIsolation, signedNanos } from './syscall-cost.ts';
 
 const CALLS = 500_000;
 const ROUNDS = 5;
@@ -68,10 +68,10 @@ for (const [label, nanos] of rows) line(label, nanos, 'reason' in c ? '' : `   (
 
 // What the call costs the code after it: the same reads, alone and right after a recv().
 if (!('reason' in c)) {
-  const pass = (alone: number, after: number) => `${alone.toFixed(0).padStart(5)} ns alone, ${after.toFixed(0).padStart(5)} ns right after a recv() (${after - alone >= 0 ? '+' : ''}${(after - alone).toFixed(0)} ns)`;
+  const pass = (alone: number, after: number) => `${alone.toFixed(0).padStart(5)} ns alone, ${after.toFixed(0).padStart(5)} ns right after a recv() (${signedNanos(after - alone)})`;
   process.stdout.write(`\nReading ${PAGES_PER_PASS} cache lines, from C (the call's own cost taken off):\n`);
   process.stdout.write(`  one in each of ${PAGES_PER_PASS} pages:   ${pass(c.spreadAloneNanos, c.spreadAfterCallNanos)}\n`);
-  process.stdout.write(`  packed into ${PAGES_PER_PASS / 64} pages:       ${pass(c.packedAloneNanos, c.packedAfterCallNanos)}\n`);
+  process.stdout.write(`  packed into ${PACKED_PAGES} pages:       ${pass(c.packedAloneNanos, c.packedAfterCallNanos)}\n`);
   const isolation = pageTableIsolation();
   if (isolation !== null) process.stdout.write(`Meltdown mitigation: ${isolation.meltdown}; PCID: ${isolation.pcid ? 'yes' : 'no'}\n`);
 }

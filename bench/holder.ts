@@ -41,22 +41,30 @@ export function startHolder(port: number, count: number, timeoutMs: number): { h
       return answer as Promise<unknown> as Promise<HolderReady>;
     },
     async status() {
-      const answer = readEvent(child, 'status', 10_000);
-      child.stdin!.write('status\n');
-      const { held, dropped } = await answer;
+      const { held, dropped } = await askStatus(child);
       return { held: Number(held), dropped: Number(dropped) };
     },
-    async stop() {
-      child.stdin!.end();
-      await Promise.race([exited(child), delay(5000)]);
-      await stopTree(child, 0, 'SIGKILL');
-    },
+    stop: () => endChild(child),
   };
   return { holder, ready };
 }
 
+/** Ask a child of the bench (the holder, the trickler) for its status line. */
+export function askStatus(child: ChildProcess): Promise<Record<string, unknown>> {
+  const answer = readEvent(child, 'status', 10_000);
+  child.stdin!.write('status\n');
+  return answer;
+}
+
+/** End a child of the bench: its stdin closed, it has 5 s to close its connections and exit, then it is killed. */
+export async function endChild(child: ChildProcess): Promise<void> {
+  child.stdin!.end();
+  await Promise.race([exited(child), delay(5000)]);
+  await stopTree(child, 0, 'SIGKILL');
+}
+
 /** The next JSON line with this `event` a child of the bench (the holder, the trickler) prints. */
-export function readEvent(holder: ChildProcess, event: string, timeoutMs: number): Promise<Record<string, unknown>> {
+export function readEvent(child: ChildProcess, event: string, timeoutMs: number): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     let buffered = '';
     let errors = '';
@@ -74,14 +82,14 @@ export function readEvent(holder: ChildProcess, event: string, timeoutMs: number
     const timer = setTimeout(() => finish(() => reject(new Error(`the bench's child sent no '${event}' in ${timeoutMs / 1000} s`))), timeoutMs);
     const finish = (settle: () => void) => {
       clearTimeout(timer);
-      holder.stdout!.off('data', onData);
-      holder.stderr!.off('data', onError);
-      holder.off('exit', onExit);
+      child.stdout!.off('data', onData);
+      child.stderr!.off('data', onError);
+      child.off('exit', onExit);
       settle();
     };
-    holder.stdout!.on('data', onData);
-    holder.stderr!.on('data', onError);
-    holder.once('exit', onExit);
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onError);
+    child.once('exit', onExit);
   });
 }
 

@@ -8,7 +8,8 @@
  * measurement each, round after round. A target's ratio is the median, over the rounds, of
  * the ratio within a round.
  */
-import { UsageWindow, waitUntilQuiet } from './proc.ts';
+import { waitUntilQuiet } from './proc.ts';
+import { measureUnder, stopServer } from './session.ts';
 import { SMALL_PAGE } from './site.ts';
 import type { PairedRow, RunContext, RunningServer, ServerSpec, Step } from './types.ts';
 
@@ -78,15 +79,11 @@ export async function measureInAlternation(steps: Step[], context: RunContext): 
       if (server === undefined) continue;
       context.progress(step, `targets in alternation, ${settings.pairedSeconds} s`);
       await waitUntilQuiet(server.pid, 10_000);
-      const window = new UsageWindow(server.pid);
-      const load = await generator.run({ url: server.url + SMALL_PAGE.slice(1), connections: PAIRED_CONNECTIONS, seconds: settings.pairedSeconds, closeEachRequest: false, largeResponses: false });
-      const usage = window.stop();
+      const { load, usage } = await measureUnder(server, context, { path: SMALL_PAGE, connections: PAIRED_CONNECTIONS, seconds: settings.pairedSeconds, closeEachRequest: false, largeResponses: false });
       rows.get(step.server)!.microsPerRequest.push(load.requests > 0 ? (usage.cpuSeconds * 1e6) / load.requests : null);
     }
   } finally {
-    for (const [server, started] of running) {
-      if ((await started.stop()) === 'killed') results.skips.push({ server: server.id, scenario: 'all', reason: 'did not stop within 5 s of SIGINT and was killed (a bug to report)' });
-    }
+    for (const [server, started] of running) await stopServer(server, started, results);
   }
   return [...rows.values()];
 }

@@ -116,6 +116,20 @@ export function openFdCount(pid: number): number {
   }
 }
 
+/** Open descriptors of `pid` and every process below it. */
+export function treeFds(pid: number): number {
+  return processTree(pid).reduce((total, { pid: member }) => total + openFdCount(member), 0);
+}
+
+/** The soft RLIMIT_NOFILE of this process, which the servers and the bench's children inherit (Node raises its soft limit to the hard one at start). */
+export function descriptorLimit(): number {
+  const line = readFileSync('/proc/self/limits', 'utf8')
+    .split('\n')
+    .find((text) => text.startsWith('Max open files'));
+  const soft = line?.split(/\s{2,}/)[1];
+  return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft);
+}
+
 export interface WindowUsage {
   peakRssKiB: number;
   /** CPU used during the window, in percent of one core (200 = both cores of a 2-core machine). */

@@ -9,7 +9,7 @@ import { PATIENCE_MS } from './proc.ts';
 import { MODELS, type Skipped } from './servers.ts';
 import { DISTURBED_PERCENT, restOfMachine, type Measured } from './session.ts';
 import { BIG_FILE_MIB } from './site.ts';
-import { PAGES_PER_PASS, type SystemCallCost } from './syscall-cost.ts';
+import { PACKED_PAGES, PAGES_PER_PASS, signedNanos, type SystemCallCost } from './syscall-cost.ts';
 import type { CrowdLoad, CrowdRow, IdleRow, LoadRow, LoadScenario, Results, ScenarioName, Settings, SlowRow } from './types.ts';
 
 export interface MachineInfo {
@@ -214,7 +214,7 @@ function crowdBaseline(rows: CrowdRow[]): CrowdRow | undefined {
 }
 
 /** A server's CPU per request with the most idle connections held, against its own with none, under one load. */
-export function crowdGrowth(report: BenchReport, server: string, active: number): { base: CrowdRow; top: CrowdRow; ratio: number } | null {
+function crowdGrowth(report: BenchReport, server: string, active: number): { base: CrowdRow; top: CrowdRow; ratio: number } | null {
   const rows = crowdRows(report, server, active);
   const base = rows[0]?.held === 0 ? rows[0] : undefined;
   const top = rows.at(-1);
@@ -231,7 +231,7 @@ export function busyConnections(active: number, language: Language = 'en'): stri
 
 /** The crowd figure (bench/crowd-chart.ts), beside latest.md, and what it shows in words. */
 export const CROWD_FIGURE = 'crowd.svg';
-export const CROWD_FIGURE_ALT = 'Server CPU time per request and p99 latency against the idle connections held, one line per server: 04 and 05 climb, 06, 07 and the references stay flat';
+const CROWD_FIGURE_ALT = 'Server CPU time per request and p99 latency against the idle connections held, one line per server: 04 and 05 climb, 06, 07 and the references stay flat';
 
 function crowdTable(report: BenchReport): Table | null {
   const rows = report.results.crowd ?? [];
@@ -289,7 +289,7 @@ function crowdReachTable(report: BenchReport): Table | null {
 }
 
 /** The slowloris scenario's newcomers: how many were answered, and the longest any of those waited. */
-export function newcomersServed(row: SlowRow): { served: number; tried: number; longestMs: number | null } {
+function newcomersServed(row: SlowRow): { served: number; tried: number; longestMs: number | null } {
   const waits = row.newcomers.flatMap((newcomer) => (newcomer.waitedMs === null ? [] : [newcomer.waitedMs]));
   return { served: waits.length, tried: row.newcomers.length, longestMs: waits.length === 0 ? null : Math.max(...waits) };
 }
@@ -411,18 +411,20 @@ function modelIdIn(servers: { id: string; kind: string }[], number: string): str
   return servers.find((server) => server.id.startsWith(`${number}-`) && server.kind === 'model')?.id ?? MODELS.find((model) => model.number === number)?.name ?? number;
 }
 
+/** The C ceiling's name in a target's words. */
+const C_CEILING = { en: 'C ceiling', zh: 'C 基准' };
+
 /** The CPU targets (issue 10), against the C ceiling and nginx with open_file_cache; 07's once it takes part. */
 export function cpuTargets(servers: { id: string; kind: string }[]): CpuTarget[] {
-  const ceiling = { en: 'C ceiling', zh: 'C 基准' };
   const epoll = modelIdIn(servers, '06');
   const targets: CpuTarget[] = [
-    { server: epoll, reference: 'c-ceiling', maximum: 1.2, referenceName: ceiling },
-    { server: modelIdIn(servers, '05'), reference: 'c-ceiling', maximum: 1.25, referenceName: ceiling },
+    { server: epoll, reference: 'c-ceiling', maximum: 1.2, referenceName: C_CEILING },
+    { server: modelIdIn(servers, '05'), reference: 'c-ceiling', maximum: 1.25, referenceName: C_CEILING },
     { server: modelIdIn(servers, '03'), reference: 'nginx-cache', maximum: 1.0, referenceName: { en: 'nginx with open_file_cache', zh: '开启 open_file_cache 的 nginx' } },
   ];
   if (servers.some((server) => server.id.startsWith('07-') && server.kind === 'model')) {
     const uring = modelIdIn(servers, '07');
-    targets.push({ server: uring, reference: epoll, maximum: 0.9, referenceName: { en: epoll, zh: epoll } }, { server: uring, reference: 'c-ceiling', maximum: 1.1, referenceName: ceiling });
+    targets.push({ server: uring, reference: epoll, maximum: 0.9, referenceName: { en: epoll, zh: epoll } }, { server: uring, reference: 'c-ceiling', maximum: 1.1, referenceName: C_CEILING });
   }
   return targets;
 }
@@ -440,7 +442,7 @@ export const FLOOR_FOR_SCALE = { server: 'js-floor', reference: 'c-ceiling' } as
 function floorForScale(cheaperThan: (target: CpuTarget) => TargetCheck, report: BenchReport, language: Language): TargetCheck[] {
   const paired = (id: string) => report.results.paired?.some((row) => row.server === id) ?? false;
   if (!paired(FLOOR_FOR_SCALE.server) || !paired(FLOOR_FOR_SCALE.reference)) return [];
-  const { measured } = cheaperThan({ ...FLOOR_FOR_SCALE, maximum: Infinity, referenceName: { en: 'C ceiling', zh: 'C 基准' } });
+  const { measured } = cheaperThan({ ...FLOOR_FOR_SCALE, maximum: Infinity, referenceName: C_CEILING });
   const target = language === 'zh'
     ? '（不是目标，作为尺度）JS 基准每请求 CPU 对 C 基准，长连接 c=100：C 基准的循环经 koffi 执行，不做 HTTP 的工作；05 和 06 每个请求同样调用 recv 和 send，另外还有别的工作，所以都不可能比它更接近 C 基准'
     : '(for scale, not a target) JS floor CPU/request vs C ceiling, keep-alive c=100: the C ceiling\'s loop through koffi, with no HTTP work; 05 and 06 make the same recv() and send() per request, and more work besides, so neither can come closer to the C ceiling than this';
@@ -629,10 +631,10 @@ function skipNotes(report: BenchReport): string[] {
 function systemCallLine(report: BenchReport): string[] {
   const calls = report.machine.systemCalls;
   if (calls === undefined) return [];
-  const extra = (after: number, alone: number) => `${after - alone >= 0 ? '+' : ''}${Math.round(after - alone)} ns`;
+  const extra = (after: number, alone: number) => signedNanos(after - alone);
   const isolation = calls.meltdown === null ? '' : `; Meltdown: ${calls.meltdown}, PCID ${calls.pcid ? 'yes' : 'no'}`;
   return [
-    `- **System calls:** one \`recv()\` from C costs ${whole(calls.callNanos)} ns of CPU; right after one, reading a line in each of ${PAGES_PER_PASS} pages costs ${extra(calls.spreadAfterCallNanos, calls.spreadAloneNanos)}, the same lines packed into ${PAGES_PER_PASS / 64} pages ${extra(calls.packedAfterCallNanos, calls.packedAloneNanos)} (\`npx tsx bench/ffi-call-cost.ts\`)${isolation}`,
+    `- **System calls:** one \`recv()\` from C costs ${whole(calls.callNanos)} ns of CPU; right after one, reading a line in each of ${PAGES_PER_PASS} pages costs ${extra(calls.spreadAfterCallNanos, calls.spreadAloneNanos)}, the same lines packed into ${PACKED_PAGES} pages ${extra(calls.packedAfterCallNanos, calls.packedAloneNanos)} (\`npx tsx bench/ffi-call-cost.ts\`)${isolation}`,
   ];
 }
 

@@ -3,16 +3,16 @@
  * pool variants and the references (node:http; nginx with one worker, as it comes and with
  * open_file_cache; a C epoll loop, the ceiling) side by side, in one run on one machine.
  *
- *   npm run bench                          everything (about 21 minutes on 2 cores; at most 3 more when busy)
+ *   npm run bench                          everything (about 20 minutes on 2 cores; at most 3 more when busy)
  *   npm run bench -- --quick               nearly everything, briefly (about four minutes)
  *   npm run bench -- --model 06,05,03,nginx,c --scenario keepalive
  *   npm run bench -- --update-readme       copy the last results into both READMEs, redraw the figures
  *
- * Writes bench/results/latest.md (the report), latest.svg and zh/latest.svg (the chart, in English
- * and Chinese), crowd.svg and zh/crowd.svg (the crowd scenario's figure, likewise) and latest.json
- * (every number), and prints
- * the tables; a full run also refreshes the summary in README.md and README.zh-CN.md
- * (bench/readme.ts) and the site's copies of the crowd figure (www/images, www/images/zh). A partial run writes the same files into bench/results/partial/
+ * Writes bench/results/latest.md (the report), latest.svg and zh/latest.svg (the chart, in
+ * English and Chinese), crowd.svg and zh/crowd.svg (the crowd scenario's figure, likewise) and
+ * latest.json (every number), and prints the tables; a full run also refreshes the summary in
+ * README.md and README.zh-CN.md (bench/readme.ts) and the site's copies of the crowd figure
+ * (www/images, www/images/zh). A partial run writes the same files into bench/results/partial/
  * instead (git ignores it). Progress goes to stderr.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -47,18 +47,19 @@ const HELP = `npm run bench -- [options]
                      ceiling, js the JS floor)
   --scenario NAME    only these scenarios: ${SCENARIOS.join(', ')}
   --quick            1 s measurements, keep-alive at 10 and 100 connections, 1,000 idle, no large file,
-                     a crowd of 0 and 1,000, 01/02 capped at 10, one start per server, slowloris with
-                     a 3 s request deadline and a 6 s window (about four minutes)
-  --duration S       seconds per measurement (default 5; 1 with --quick)
+                     a crowd of 0 and 1,000, 01/02 capped at 10, c10k and the loads on one start,
+                     slowloris with a 3 s request deadline and a 6 s window (about four minutes)
+  --duration S       seconds per measurement, the crowd's two loads included (default 5, the crowd's
+                     2 and 1; 1 with --quick); the slowloris window and the targets' turns keep theirs
   --pool N           workers for the --pool variants of 01 and 02 (default 16)
   --generator NAME   wrk or autocannon (default: wrk when on PATH)
-  --out DIR          where latest.md, latest.svg and latest.json go (default bench/results for a full
-                     run; bench/results/partial, which git ignores, with --quick, --model,
-                     --scenario, --duration or --pool)
+  --out DIR          where latest.md, latest.svg, zh/latest.svg, crowd.svg, zh/crowd.svg and
+                     latest.json go (default bench/results for a full run; bench/results/partial,
+                     which git ignores, with --quick, --model, --scenario, --duration or --pool)
   --update-readme    measure nothing: copy the summary and targets of DIR/latest.json into
-                     README.md and README.zh-CN.md, and redraw the chart and the crowd figures
-                     from it
-                     (a full run does this by itself)
+                     README.md and README.zh-CN.md, and redraw the chart and the crowd figures from
+                     it; given alone, the crowd figures in www/images and www/images/zh as well
+                     (a full run does all this by itself)
   --help             this text
 `;
 

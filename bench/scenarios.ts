@@ -1,5 +1,6 @@
 /**
- * bench/scenarios.ts: what is measured, and how.
+ * bench/scenarios.ts: the base scenarios, what they measure, and how (the crowd scenario is
+ * bench/crowd.ts's, slowloris bench/slowloris.ts's).
  *
  *   keepalive  GET /index.html over 1, 10 and 100 keep-alive connections
  *   close      a new connection for every request (`Connection: close`), 10 at a time:
@@ -13,7 +14,7 @@
 import { delay } from './children.ts';
 import { getOnNewConnection } from './http-probe.ts';
 import { describeCounts, startHolder } from './holder.ts';
-import { openFdCount, processTree, steadyRssKiB, treePssKiB, treeUsage, waitUntilQuiet } from './proc.ts';
+import { steadyRssKiB, treeFds, treePssKiB, treeUsage, waitUntilQuiet } from './proc.ts';
 import { QUIET_WAIT_MS, measureCalmly, measureUnder, warmUp, withServer } from './session.ts';
 import { BIG_FILE, SMALL_PAGE } from './site.ts';
 import type { IdleRow, LoadRow, LoadScenario, RunContext, RunningServer, Scenario, ScenarioName, ServerSpec, Settings, Skip, Step } from './types.ts';
@@ -111,7 +112,7 @@ async function runIdleStep(step: Step, running: RunningServer, context: RunConte
     const rssHeld = await steadyRssKiB(pid);
     const pssHeld = treePssKiB(pid);
     const held = treeUsage(pid);
-    const openFds = processTree(pid).reduce((total, { pid: member }) => total + openFdCount(member), 0);
+    const openFds = treeFds(pid);
     const newClient = await timeNewClients(port, context.settings.quick ? 3 : 5);
     const status = await holder.status();
     const count = ready.held;

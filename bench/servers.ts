@@ -35,7 +35,8 @@ export interface ServerChoices {
 }
 
 const IDLE_TIMEOUT_SECONDS = 3600; // the C10K scenario holds connections idle on purpose
-const START_LINE = /serving .+ on (http:\/\/\S+\/) \(pid (\d+)/;
+/** The line every server prints once it listens: its URL and pid. */
+export const START_LINE = /serving .+ on (http:\/\/\S+\/) \(pid (\d+)/;
 
 interface ModelEntry {
   number: string;

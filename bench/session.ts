@@ -6,7 +6,7 @@
 import type { LoadResult, LoadSpec } from './load.ts';
 import { UsageWindow, waitUntilQuiet, type WindowUsage } from './proc.ts';
 import { SMALL_PAGE } from './site.ts';
-import type { RunContext, RunningServer, ServerSpec, Step } from './types.ts';
+import type { Results, RunContext, RunningServer, ServerSpec, Step } from './types.ts';
 
 /** A load, and what the server's process tree used while it ran. */
 export interface Measured {
@@ -40,10 +40,13 @@ export async function withServer(server: ServerSpec, steps: Step[], context: Run
   } catch (error) {
     context.results.skips.push({ server: server.id, scenario: steps[0]!.scenario, reason: `failed: ${(error as Error).message}` });
   } finally {
-    if ((await running.stop()) === 'killed') {
-      context.results.skips.push({ server: server.id, scenario: 'all', reason: 'did not stop within 5 s of SIGINT and was killed (a bug to report)' });
-    }
+    await stopServer(server, running, context.results);
   }
+}
+
+/** Stop `running`; one that had to be killed is a skip (a bug to report). */
+export async function stopServer(server: ServerSpec, running: RunningServer, results: Results): Promise<void> {
+  if ((await running.stop()) === 'killed') results.skips.push({ server: server.id, scenario: 'all', reason: 'did not stop within 5 s of SIGINT and was killed (a bug to report)' });
 }
 
 /**

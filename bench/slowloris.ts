@@ -9,10 +9,10 @@
  * K is past each model's capacity: past --max-clients for 01 and 02 (a process or a thread per
  * connection), past descriptor 1023 for 05 (select's FD_SETSIZE), thousands for the others.
  */
-import { delay, exited, spawnChild, stopTree } from './children.ts';
-import { descriptorLimit } from './crowd.ts';
-import { readEvent } from './holder.ts';
+import { delay, spawnChild } from './children.ts';
+import { askStatus, endChild, readEvent } from './holder.ts';
 import { getOnNewConnection } from './http-probe.ts';
+import { descriptorLimit } from './proc.ts';
 import { NORMAL_LOAD_CONNECTIONS } from './report.ts';
 import { withServer } from './session.ts';
 import { REPO_ROOT, SMALL_PAGE } from './site.ts';
@@ -32,25 +32,29 @@ function inScope(server: ServerSpec): boolean {
   return server.kind === 'model' || server.id === 'nginx';
 }
 
-/** How many trickle, and how the server is started for it. */
-function shapeFor(server: ServerSpec, settings: Settings): { tricklers: number; launch: LaunchOptions } {
-  const launch: LaunchOptions = { requestTimeoutSeconds: settings.slowRequestTimeout };
-  if (server.cap !== null) {
-    // 01 and 02 at the bench's cap for them, and half as many again trickling.
-    return { tricklers: Math.ceil(server.cap.connections * 1.5), launch: { ...launch, maxClients: server.cap.connections } };
-  }
+/** How many trickle. */
+function tricklersFor(server: ServerSpec, settings: Settings): number {
+  // 01 and 02: half as many again as the bench's cap for them.
+  if (server.cap !== null) return Math.ceil(server.cap.connections * 1.5);
   const many = server.crowdLimit?.descriptorsBelow !== undefined ? PAST_SELECT : settings.quick ? MANY.quick : MANY.full;
-  return { tricklers: Math.min(many, descriptorLimit() - DESCRIPTORS_KEPT), launch };
+  return Math.min(many, descriptorLimit() - DESCRIPTORS_KEPT);
+}
+
+/** How the server is started for it: the short request deadline, and 01 and 02 at the bench's cap for them. */
+function launchFor(server: ServerSpec, settings: Settings): LaunchOptions {
+  const launch: LaunchOptions = { requestTimeoutSeconds: settings.slowRequestTimeout };
+  return server.cap === null ? launch : { ...launch, maxClients: server.cap.connections };
 }
 
 function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Settings): { steps: Step[]; skips: [] } {
   if (!names.includes('slowloris') || !inScope(server)) return { steps: [], skips: [] };
-  return { steps: [{ server, scenario: 'slowloris', connections: shapeFor(server, settings).tricklers }], skips: [] };
+  return { steps: [{ server, scenario: 'slowloris', connections: tricklersFor(server, settings) }], skips: [] };
 }
 
 async function runServer(server: ServerSpec, steps: Step[], context: RunContext): Promise<void> {
   const step = steps[0]!;
-  const { tricklers, launch } = shapeFor(server, context.settings);
+  const tricklers = step.connections;
+  const launch = launchFor(server, context.settings);
   const launching = { ...server, launch: (site: Parameters<ServerSpec['launch']>[0]) => server.launch(site, launch) };
   await withServer(launching, steps, context, async (running) => {
     const { settings } = context;
@@ -65,7 +69,7 @@ async function runServer(server: ServerSpec, steps: Step[], context: RunContext)
         context.generator.run({ url: running.url + SMALL_PAGE.slice(1), connections: NORMAL_LOAD_CONNECTIONS, seconds: settings.slowSeconds, closeEachRequest: false, largeResponses: false }),
         newcomersDuring(running.port, windowMs),
       ]);
-      const after = await statusOf(child);
+      const after = await askStatus(child).catch(() => null);
       const answered = load.requests - load.non2xx;
       const row: SlowRow = {
         server: server.id,
@@ -80,17 +84,9 @@ async function runServer(server: ServerSpec, steps: Step[], context: RunContext)
       };
       (context.results.slowloris ??= []).push(row);
     } finally {
-      child.stdin!.end();
-      await Promise.race([exited(child), delay(5000)]);
-      await stopTree(child, 0, 'SIGKILL');
+      await endChild(child);
     }
   });
-}
-
-async function statusOf(child: Parameters<typeof readEvent>[0]): Promise<Record<string, unknown> | null> {
-  const answer = readEvent(child, 'status', 10_000);
-  child.stdin!.write('status\n');
-  return answer.catch(() => null);
 }
 
 /** A new client (connect, GET, whole answer) every half second of the window; each may wait until the window ends. */

@@ -2,10 +2,10 @@
  * bench/syscall-cost.ts: what one system call costs on this machine, measured from C
  * (bench/references/syscall-cost.c), and what it costs the code that runs after it.
  *
- * Both figures explain the others: every server makes at least a recv() and a send() per
- * keep-alive request, and where each system call also empties the TLB (the kernel's
- * page-table isolation on a CPU without PCID), a server pays again, after every call, for
- * each page of code and data it touches. A JavaScript server touches far more pages per
+ * Both figures explain the others: every server but 07 makes at least a recv() and a send()
+ * per keep-alive request (07 hands many to one io_uring_enter), and where each system call
+ * also empties the TLB (the kernel's page-table isolation on a CPU without PCID), a server
+ * pays again, after every call, for each page of code and data it touches. A JavaScript server touches far more pages per
  * request than the C ceiling does, so such a machine widens the gap between them.
  */
 import { readFileSync } from 'node:fs';
@@ -14,6 +14,8 @@ import { buildReference } from './servers.ts';
 
 /** Pages touched per pass in the after-a-call measurement: enough to see, few enough for the caches. */
 export const PAGES_PER_PASS = 256;
+/** The pages the same number of cache lines fill when packed (64 lines of 64 bytes to a 4 KiB page). */
+export const PACKED_PAGES = PAGES_PER_PASS / 64;
 
 export interface SystemCallCost {
   /** CPU ns of one recv() on a bad descriptor, from C: the round trip into the kernel. */
@@ -21,9 +23,14 @@ export interface SystemCallCost {
   /** CPU ns to read one cache line in each of PAGES_PER_PASS pages, alone and right after a recv(). */
   spreadAloneNanos: number;
   spreadAfterCallNanos: number;
-  /** The same number of lines packed into PAGES_PER_PASS / 64 pages, alone and after a recv(). */
+  /** The same number of lines packed into PACKED_PAGES pages, alone and after a recv(). */
   packedAloneNanos: number;
   packedAfterCallNanos: number;
+}
+
+/** "+612 ns", "-3 ns": what reading the pages cost more after a call, rounded, signed. */
+export function signedNanos(nanos: number): string {
+  return `${nanos >= 0 ? '+' : ''}${Math.round(nanos)} ns`;
 }
 
 /** Best of `rounds` runs of the C program with `args`: each line of output as numbers. */

@@ -18,7 +18,7 @@
  * in README.md, README.zh-CN.md, www/guide/05-select.html and www/zh/05-select.html (a fenced
  * block in the READMEs, a <pre> on the pages; the same text in both languages). The numbers in
  * them are one run's: descriptors, ports and pids differ from run to run and from one Node
- * version to the next. tests/transcripts.test.ts makes a fresh run and compares, after
+ * version to the next. tests/trace.test.ts makes a fresh run and compares, after
  * `normalise()` has replaced those numbers in both, so a change to what --trace prints fails
  * it until this command has been run again.
  */
@@ -26,7 +26,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { delay, spawnChild, stopTree } from './children.ts';
+import { escapeXml, unescapeXml } from './figure-text.ts';
 import { rewriteMarked } from './readme.ts';
+import { START_LINE } from './servers.ts';
 import { REPO_ROOT } from './site.ts';
 
 export interface TracedModel {
@@ -101,9 +103,9 @@ async function startTraced(model: TracedModel, extraArgs: string[] = []): Promis
     stop: async () => void (await stopTree(child)),
   };
   for (let waited = 0; ; waited += 25) {
-    const started = /serving .* on http:\/\/[^:]+:(\d+)\//.exec(stdout);
+    const started = START_LINE.exec(stdout);
     if (started) {
-      server.port = Number(started[1]);
+      server.port = Number(new URL(started[1]!).port);
       break;
     }
     if (waited > 30_000 || child.exitCode !== null) {
@@ -270,14 +272,12 @@ export interface Document {
   render(transcript: string): string;
 }
 
-const escapeHtml = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
-
 export const DOCUMENTS: Document[] = [
   ...['README.md', 'README.zh-CN.md'].map((file) => ({ file, render: (transcript: string) => `\`\`\`text\n${transcript.trimEnd()}\n\`\`\`` })),
   ...TRACED_MODELS.flatMap((model) =>
     ['www/guide', 'www/zh'].map((folder) => ({
       file: `${folder}/${model.name}.html`,
-      render: (transcript: string) => `<pre class="trace">${escapeHtml(transcript.trimEnd())}</pre>`,
+      render: (transcript: string) => `<pre class="trace">${escapeXml(transcript.trimEnd())}</pre>`,
     })),
   ),
 ];
@@ -291,11 +291,11 @@ export function markedTranscript(text: string, name: string): string | null {
   const body = text.slice(from + start.length, to);
   const inner = /```text\n([\s\S]*?)\n```/.exec(body)?.[1] ?? /<pre class="trace">([\s\S]*?)<\/pre>/.exec(body)?.[1];
   if (inner === undefined) return null;
-  return inner.replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&amp;', '&');
+  return unescapeXml(inner);
 }
 
 /** Write each transcript into every document that has its markers; one line per document. */
-export function writeTranscripts(transcripts: Record<string, string>, root = REPO_ROOT): string[] {
+function writeTranscripts(transcripts: Record<string, string>, root = REPO_ROOT): string[] {
   return DOCUMENTS.map(({ file, render }) => {
     const where = path.join(root, file);
     if (!existsSync(where)) return `${file}: not found`;

@@ -90,7 +90,7 @@ export interface CrowdLoad {
 export interface Step {
   server: ServerSpec;
   scenario: ScenarioName;
-  /** Concurrent connections; for c10k and crowd the idle connections to hold. */
+  /** Concurrent connections; for c10k and crowd the idle connections to hold, for slowloris the trickling ones. */
   connections: number;
 }
 
