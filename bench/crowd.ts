@@ -40,11 +40,6 @@ interface Top {
   why: string;
 }
 
-/** A crowd step, with its server's Top as plan worked it out (run.ts hands runServer the steps plan made). */
-interface CrowdStep extends Step {
-  top: Top;
-}
-
 function topOf(server: ServerSpec, settings: Settings): Top {
   const highest = Math.max(...settings.crowdLevels);
   const limit = descriptorLimit();
@@ -62,7 +57,7 @@ function topOf(server: ServerSpec, settings: Settings): Top {
   return top;
 }
 
-function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Settings): { steps: CrowdStep[]; skips: Skip[] } {
+function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Settings): { steps: Step[]; skips: Skip[] } {
   if (!names.includes('crowd')) return { steps: [], skips: [] };
   const skip = (reason: string) => ({ steps: [], skips: [{ server: server.id, scenario: 'crowd' as const, reason: `not measured: ${reason}` }] });
   if (server.only !== null && !server.only.scenarios.includes('crowd')) return skip(server.only.why);
@@ -70,11 +65,11 @@ function plan(server: ServerSpec, names: readonly ScenarioName[], settings: Sett
   const top = topOf(server, settings);
   const levels = [...new Set(settings.crowdLevels.map((level) => Math.min(level, top.connections)))].sort((a, b) => a - b);
   // The last step measures N = 0 again, once the idle connections are closed (see climb).
-  const steps: CrowdStep[] = [...levels, 0].map((connections) => ({ server, scenario: 'crowd', connections, top }));
+  const steps: Step[] = [...levels, 0].map((connections) => ({ server, scenario: 'crowd', connections }));
   return { steps, skips: [] };
 }
 
-async function runServer(server: ServerSpec, steps: CrowdStep[], context: RunContext): Promise<void> {
+async function runServer(server: ServerSpec, steps: Step[], context: RunContext): Promise<void> {
   const results = context.results;
   results.crowd ??= [];
   results.crowdReach ??= [];
@@ -89,9 +84,10 @@ async function runServer(server: ServerSpec, steps: CrowdStep[], context: RunCon
 }
 
 /** Every level in turn, on one start of the server; returns what stopped the climb. */
-async function climb(steps: CrowdStep[], running: RunningServer, context: RunContext): Promise<string> {
+async function climb(steps: Step[], running: RunningServer, context: RunContext): Promise<string> {
   const { settings } = context;
-  const { server, top } = steps[0]!;
+  const { server } = steps[0]!;
+  const top = topOf(server, settings); // as plan() worked it out (once per server, not per step)
   await warmUp(steps[0]!, running, context);
   const fdsAtStart = treeFds(running.pid);
   // select() watches descriptor numbers below 1024, and the kernel gives each new connection
